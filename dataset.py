@@ -1,0 +1,228 @@
+"""Load a folder of sprites once into one uint8 tensor; augment per batch on the training device.
+
+Usage:
+    python dataset.py [--data_dir=path/to/sprites] [--image_size=32] [--channels=4]   # prints a summary
+    data = load_folder(cfg)                        # PixelData(images uint8 N,C,H,W, labels, classes)
+    x = augment(data.images[idx].to(device), cfg.flip_p, generator)   # float in [-1, 1]
+
+Pixel art rules: resize with NEAREST only; non-square images are centred on a square transparent
+canvas (padded, never stretched); transparency is kept (channels=4) or composited on a background
+colour (channels=3). Bad files are skipped with one warning line each.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from config import ROOT, Config, UserError, parse_args, parse_color
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
+# A 32x32 sprite set has no business holding a 20000x20000 image; refusing above this keeps a
+# malicious or mistaken file from eating all memory (PIL raises DecompressionBombError past 2x).
+MAX_PIXELS = 4096 * 4096
+
+
+class BadImage(Exception):
+    """A file that cannot be used; its message says why, in a few words."""
+
+
+@dataclass
+class PixelData:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N: index into classes
+    classes: list[str]
+    files: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things done to some images (padding, resizing)
+
+
+def resolve_dir(path: str) -> Path:
+    """A relative data_dir is looked up from the current folder, then from the repo root."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (ROOT / p).exists():
+        return ROOT / p
+    return p
+
+
+def list_images(root: Path) -> list[tuple[Path, str]]:
+    """Every image under root (recursive, case-insensitive extensions) with its class: the
+    first-level subfolder's name; images directly in root take the root folder's name."""
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist" if not root.exists()
+                        else f"data_dir {root} is a file, not a folder")
+    found = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in EXTENSIONS and p.is_file():
+            rel = p.relative_to(root).parts
+            found.append((p, rel[0] if len(rel) > 1 else root.name))
+    if not found:
+        raise UserError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
+    return found
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale ('I;16', 'I', 'F') to 'L' by scaling, not clipping."""
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def to_rgba(img: Image.Image) -> Image.Image:
+    """Any PIL mode to RGBA; images without transparency get alpha 255."""
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _to_8bit(img)
+    if _has_alpha(img):
+        return img.convert("RGBA")
+    return img.convert("RGB").convert("RGBA")
+
+
+def fit_square(img: Image.Image, size: int) -> tuple[Image.Image, str]:
+    """Centre a non-square image on a transparent square, then resize with NEAREST.
+    Returns the image and a note of what was done ('' when nothing)."""
+    note = ""
+    w, h = img.size
+    if w != h:
+        side = max(w, h)
+        canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        img, note = canvas, f"padded {w}x{h} to {side}x{side}"
+    if img.size != (size, size):
+        note = (note + ", " if note else "") + f"resized {img.size[0]} -> {size} (nearest)"
+        img = img.resize((size, size), Image.NEAREST)
+    return img, note
+
+
+def to_array(img: Image.Image, channels: int, background: tuple[int, int, int]) -> np.ndarray:
+    """RGBA image -> H x W x channels uint8. RGB composites over the background colour; RGBA sets the
+    colour of fully transparent pixels to the background so the model is not asked to learn noise."""
+    rgba = np.asarray(img, dtype=np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    bg = np.asarray(background, dtype=np.float32)
+    if channels == 3:
+        return np.rint(rgba[..., :3] * alpha + bg * (1 - alpha)).astype(np.uint8)
+    rgb = np.where(alpha > 0, rgba[..., :3], bg)
+    return np.concatenate([rgb, rgba[..., 3:4]], axis=-1).astype(np.uint8)
+
+
+def load_image(path: Path, size: int, channels: int,
+               background: tuple[int, int, int]) -> tuple[np.ndarray, str]:
+    """One file -> (H x W x C uint8 array, note); raises BadImage with the reason."""
+    if path.stat().st_size == 0:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise BadImage(f"{img.width}x{img.height} is too large (limit {MAX_PIXELS} "
+                                   "pixels, a decompression-bomb guard)")
+                img.seek(0)  # animated GIF/WebP/APNG: the first frame
+                img.load()
+                rgba = to_rgba(img)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"too large ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated, corrupt chunks, ...
+        raise BadImage(f"cannot decode ({e})") from None
+    rgba, note = fit_square(rgba, size)
+    return to_array(rgba, channels, background), note
+
+
+def load_folder(cfg: Config, log=print) -> PixelData:
+    """Decode every image under cfg.data_dir once. Bad files are reported (one line each) and skipped."""
+    root = resolve_dir(cfg.data_dir)
+    entries = list_images(root)
+    background = parse_color(cfg.background)
+    arrays, names, files, skipped, notes = [], [], [], [], []
+    for path, cls in entries:
+        try:
+            arr, note = load_image(path, cfg.image_size, cfg.channels, background)
+        except BadImage as e:
+            log(f"warning: skipping {path}: {e}")
+            skipped.append((path, str(e)))
+            continue
+        arrays.append(arr)
+        names.append(cls)
+        files.append(path)
+        if note:
+            notes.append(f"{path.name}: {note}")
+    if skipped:
+        log(f"skipped {len(skipped)} of {len(entries)} files")
+    if not arrays:
+        raise UserError(f"none of the {len(entries)} image files under {root} could be read")
+    if notes:
+        log(f"{len(notes)} images were not {cfg.image_size}x{cfg.image_size} squares; "
+            f"non-square ones are centred and padded with transparency, never stretched "
+            f"(first: {notes[0]})")
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([index[c] for c in names], dtype=torch.long)
+    return PixelData(images, labels, classes, files, skipped, notes)
+
+
+def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:
+    """uint8 N,C,H,W -> float in [-1, 1], each image flipped left-right with probability flip_p."""
+    x = batch.float().div_(127.5).sub_(1.0)
+    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < flip_p
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model output in [-1, 1] -> uint8 N,C,H,W (the inverse of augment's scaling)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def make_grid(images: torch.Tensor, ncols: int = 0, scale: int = 4, pad: int = 1) -> Image.Image:
+    """uint8 N,C,H,W -> one PIL image: a grid with `pad`-pixel gaps (grey for RGB, transparent for
+    RGBA), upscaled by an integer factor with nearest-neighbour so every pixel stays a sharp square."""
+    n, c, h, w = images.shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    canvas = torch.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 96, dtype=torch.uint8)
+    if c == 4:
+        canvas[3] = 0
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, y:y + h, x:x + w] = img
+    return upscale(to_pil(canvas), scale)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """uint8 C,H,W (3 or 4 channels) -> PIL RGB or RGBA."""
+    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy(), "RGBA" if image.shape[0] == 4 else "RGB")
+
+
+def upscale(img: Image.Image, scale: int) -> Image.Image:
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def main(argv: list[str]) -> None:
+    cfg = parse_args(argv)
+    data = load_folder(cfg)
+    counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
+    print(f"{len(data.files)} images from {resolve_dir(cfg.data_dir)} -> tensor "
+          f"{tuple(data.images.shape)} uint8, {len(data.classes)} classes:")
+    print(", ".join(f"{c} ({n})" for c, n in zip(data.classes, counts)))
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UserError as e:
+        sys.exit(f"error: {e}")

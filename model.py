@@ -1,0 +1,184 @@
+"""The one place that builds, samples, saves and loads the model; every script and test uses it.
+
+Usage:
+    unet, scheduler = build_unet(cfg, num_classes), build_scheduler(cfg)
+    x = sample(unet, make_sampler(scheduler, "ddim", 50), 16, seed=0)     # float in [-1, 1]
+    export(ema_unet, scheduler, cfg, classes, "runs/x/model")              # diffusers save_pretrained
+    m = load_model("runs/x")           # run folder, export folder, or none: the latest run / shipped model
+
+A conditional UNet has one class embedding per class plus a last "no class" label (index
+num_classes) used for unconditional sampling and classifier-free guidance.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler,
+                       UNet2DModel)
+
+import config as config_mod
+from config import ROOT, Config, UserError, up_block_types
+
+SAMPLERS = {"ddpm": (DDPMScheduler, 1000), "ddim": (DDIMScheduler, 50),
+            "dpm": (DPMSolverMultistepScheduler, 20)}  # name -> (class, default steps)
+META_FILE = "pixelart.json"  # beside model_index.json in an export: our config and the class names
+SHIPPED = ROOT / "pretrained"
+
+
+def build_unet(cfg: Config, num_classes: int = 0) -> UNet2DModel:
+    """The UNet2DModel of the config; class embeddings (num_classes + 1) when cfg.conditional."""
+    return UNet2DModel(
+        sample_size=cfg.image_size, in_channels=cfg.channels, out_channels=cfg.channels,
+        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+        down_block_types=cfg.down_block_types, up_block_types=up_block_types(cfg),
+        attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups,
+        dropout=cfg.dropout,
+        num_class_embeds=num_classes + 1 if cfg.conditional else None,
+    )
+
+
+def build_scheduler(cfg: Config) -> DDPMScheduler:
+    """The training noise schedule; samplers are made from its config."""
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         beta_start=cfg.beta_start, beta_end=cfg.beta_end,
+                         prediction_type=cfg.prediction_type)
+
+
+def make_sampler(scheduler, name: str, steps: int = 0):
+    """A sampler (ddpm / ddim / dpm) sharing the training schedule, set to `steps` (0: its default)."""
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; samplers: {', '.join(SAMPLERS)}")
+    cls, default = SAMPLERS[name]
+    sampler = cls.from_config(scheduler.config)
+    sampler.set_timesteps(min(steps or default, scheduler.config.num_train_timesteps))
+    return sampler
+
+
+def guided_output(unet: UNet2DModel, x: torch.Tensor, t, labels: torch.Tensor | None,
+                  null_label: int, guidance: float) -> torch.Tensor:
+    """Model output with classifier-free guidance: uncond + w * (cond - uncond), in one batched call.
+    w = 1 is the plain conditional output, w = 0 the unconditional one (one call each)."""
+    if labels is None:  # unconditional model
+        return unet(x, t).sample
+    if guidance == 1.0:
+        return unet(x, t, class_labels=labels).sample
+    null = torch.full_like(labels, null_label)
+    if guidance == 0.0:
+        return unet(x, t, class_labels=null).sample
+    cond, uncond = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+@torch.no_grad()
+def sample(unet: UNet2DModel, sampler, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+           guidance: float = 1.0, noise: torch.Tensor | None = None, progress=None) -> torch.Tensor:
+    """Run the reverse process; returns n images as floats in [-1, 1] on the CPU.
+
+    The same loop as diffusers' DDPMPipeline (tests check they agree), plus class labels and guidance.
+    Noise comes from a CPU generator seeded with `seed`, so samples are the same on every device.
+    """
+    device = next(unet.parameters()).device
+    size, ch = unet.config.sample_size, unet.config.in_channels
+    generator = torch.Generator().manual_seed(seed)
+    x = noise if noise is not None else torch.randn((n, ch, size, size), generator=generator)
+    x = (x * sampler.init_noise_sigma).to(device)
+    if labels is not None:
+        labels = labels.to(device)
+    null_label = (unet.config.num_class_embeds or 1) - 1
+    steps = sampler.timesteps if progress is None else progress(sampler.timesteps)
+    for t in steps:
+        out = guided_output(unet, sampler.scale_model_input(x, t), t, labels, null_label, guidance)
+        x = sampler.step(out.float(), t, x, generator=generator).prev_sample
+    return x.float().cpu()
+
+
+class EMA:
+    """Exponential moving average of the weights, with the usual warm-up so short runs are not
+    dominated by the random initialisation: decay_t = min(decay, (1 + t) / (10 + t))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        ema_p = list(self.model.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - d)
+
+
+def export(unet: UNet2DModel, scheduler: DDPMScheduler, cfg: Config, classes: list[str],
+           path: Path) -> None:
+    """diffusers save_pretrained (safetensors + scheduler config): DDPMPipeline.from_pretrained loads it.
+    Our config and class names go beside it in pixelart.json."""
+    path = Path(path)
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
+    meta = {"config": config_mod.to_dict(cfg), "classes": classes}
+    (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+@dataclass
+class Loaded:
+    unet: UNet2DModel
+    scheduler: DDPMScheduler
+    cfg: Config
+    classes: list[str]
+    source: Path  # what was loaded: an export folder or a checkpoint file
+
+
+def latest_run(out_dir: str | Path = "runs") -> Path | None:
+    """The most recently changed run folder (one with a config.json) under out_dir."""
+    root = Path(out_dir)
+    runs = [p.parent for p in root.glob("*/config.json")] if root.is_dir() else []
+    return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _load_export(path: Path) -> Loaded:
+    meta = json.loads((path / META_FILE).read_text())
+    cfg = config_mod.from_dict(meta["config"])
+    unet = UNet2DModel.from_pretrained(path / "unet", use_safetensors=True)
+    scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+    return Loaded(unet.eval(), scheduler, cfg, list(meta["classes"]), path)
+
+
+def _load_checkpoint(path: Path) -> Loaded:
+    """The EMA weights of a run's checkpoint (a run still training has no export yet)."""
+    ckpt = load_checkpoint(path)
+    cfg = config_mod.from_dict(ckpt["config"])
+    unet = build_unet(cfg, len(ckpt["classes"]))
+    unet.load_state_dict(ckpt["ema"])
+    return Loaded(unet.eval(), build_scheduler(cfg), cfg, list(ckpt["classes"]), path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary pickles."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or not a checkpoint: say which file
+        raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from None
+
+
+def load_model(where: str | Path | None = None, out_dir: str | Path = "runs") -> Loaded:
+    """Load a trained model from an export folder, a run folder (its export, else its checkpoint),
+    or, with `where` None, the latest run under out_dir, else the model shipped in pretrained/."""
+    if where is None or str(where) == "":
+        run = latest_run(out_dir)
+        if run is None and not (SHIPPED / META_FILE).exists():
+            raise UserError(f"no trained model: no run under {out_dir}/ and no shipped model; "
+                            "train one with `python train.py` (or `python train.py --preset=smoke` "
+                            "for a quick test)")
+        where = run if run is not None else SHIPPED
+    path = Path(where)
+    if (path / META_FILE).exists():
+        return _load_export(path)
+    if (path / "model" / META_FILE).exists():
+        return _load_export(path / "model")
+    if (path / "checkpoint.pt").exists():
+        return _load_checkpoint(path / "checkpoint.pt")
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    raise UserError(f"{path} is not a run or model folder (no {META_FILE}, model/ or checkpoint.pt)")
