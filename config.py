@@ -80,6 +80,13 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference setup of the original seed script.
     "seed": {},
+    # About 2 hours on 2 CPU cores (see README: recipe): the 2.6M UNet that learned fastest in the
+    # probes (PROBES.md), AdamW with warm-up, min-SNR weighting, class-conditional, RGBA.
+    "cpu": dict(
+        block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
+        optimizer="adamw", lr=4e-4, warmup_steps=100, ema_decay=0.998, loss_weighting="min_snr",
+        max_steps=8000, sample_every=1000, ckpt_every=250,
+    ),
     # Seconds on a CPU: a tiny model for tests and a first look at the pipeline.
     "smoke": dict(
         block_out_channels=(16, 32), layers_per_block=1,
@@ -172,7 +179,8 @@ def _convert(text: str, typ: Any, key: str) -> Any:
     try:
         return typ(text)
     except ValueError:
-        raise UserError(f"--{key} takes a {typ.__name__}, got {text!r}") from None
+        kind = {int: "an integer", float: "a number"}.get(typ, typ.__name__)
+        raise UserError(f"--{key} takes {kind}, got {text!r}") from None
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -180,13 +188,13 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(obj)}
 
 
-def apply_overrides(targets: list[Any], pairs: dict[str, str]) -> None:
+def apply_overrides(targets: list[Any], pairs: dict[str, str], also: tuple[str, ...] = ()) -> None:
     """Set each key on whichever dataclass in `targets` has that field; unknown keys are rejected."""
     for key, text in pairs.items():
         owner = next((t for t in targets if key in _field_types(t)), None)
         if owner is None:
-            valid = sorted(k for t in targets for k in _field_types(t))
-            raise UserError(f"unknown option --{key}; valid options: --preset, "
+            valid = sorted([*also, *(k for t in targets for k in _field_types(t))])
+            raise UserError(f"unknown option --{key}; valid options: "
                             + ", ".join(f"--{k}" for k in valid))
         setattr(owner, key, _convert(text, _field_types(owner)[key], key))
 
@@ -211,7 +219,7 @@ def parse_args(argv: list[str], *extra: Any, base: Config | None = None) -> Conf
     cfg = base if base is not None else preset(pairs.pop("preset", "seed"))
     if base is not None and "preset" in pairs:
         raise UserError("--preset only applies to a new training run")
-    apply_overrides([cfg, *extra], pairs)
+    apply_overrides([cfg, *extra], pairs, also=("preset",))
     validate(cfg)
     return cfg
 

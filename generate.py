@@ -1,0 +1,140 @@
+"""Generate pixel-art icons with a trained model; writes a sample grid and the single images.
+
+Usage:
+    python generate.py                          # latest run under runs/, else the shipped model
+    python generate.py --model=runs/mine --num_images=32 --seed=1 --sampler=dpm --steps=20
+    python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
+    python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
+
+Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp)
+and samples/generated/NNNN.png (each icon at native size; RGBA models keep transparency).
+Samplers: ddpm (default 1000 steps), ddim (50), dpm (DPM-Solver++, 20); --steps overrides.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from config import UserError, apply_overrides, split_argv
+from dataset import make_grid, to_uint8
+from model import SAMPLERS, Loaded, load_model, make_sampler, sample
+
+
+@dataclass
+class GenerateOptions:
+    model: str = ""  # run folder or exported model folder; default: latest run, else pretrained/
+    out_dir: str = "runs"  # where to look for the latest run
+    num_images: int = 16  # in all; with --class, per class
+    seed: int = 0
+    sampler: str = "ddim"
+    steps: int = 0  # 0: the sampler's default
+    classes: str = ""  # conditional models: names (comma-separated), 'all', or 'none' (unconditional)
+    guidance: float = 3.0  # classifier-free guidance scale (1: plain conditional)
+    out: str = "samples/generated_images.png"
+    scale: int = 4  # nearest-neighbour upscale of the grid
+    device: str = "auto"
+
+
+def parse(argv: list[str]) -> GenerateOptions:
+    opts = GenerateOptions()
+    pairs = split_argv(argv)
+    if "class" in pairs:  # `class` is a Python keyword; the CLI uses it anyway
+        pairs["classes"] = pairs.pop("class")
+    apply_overrides([opts], pairs)
+    if opts.num_images < 1 or opts.scale < 1 or opts.steps < 0:
+        raise UserError("num_images and scale must be >= 1 and steps >= 0")
+    if opts.sampler not in SAMPLERS:
+        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {opts.sampler!r}")
+    return opts
+
+
+def class_rows(m: Loaded, spec: str) -> list[str | None]:
+    """The class of each grid row: names from --class, every class for 'all', None = unconditional."""
+    if not m.cfg.conditional:
+        if spec and spec != "none":
+            raise UserError(f"this model is unconditional (trained without --conditional); "
+                            f"drop --class={spec}")
+        return [None]
+    if spec in ("", "none"):
+        return [None]
+    names = m.classes if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in m.classes]
+    if unknown:
+        raise UserError(f"unknown class {', '.join(unknown)}; known classes: {', '.join(m.classes)}")
+    return names
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+def generate(m: Loaded, opts: GenerateOptions) -> tuple[torch.Tensor, list[str | None]]:
+    """uint8 N,C,H,W images, row by row, and the class of each row."""
+    rows = class_rows(m, opts.classes)
+    labels = None
+    if rows != [None]:
+        labels = torch.tensor([m.classes.index(r) for r in rows]).repeat_interleave(opts.num_images)
+    elif m.cfg.conditional:  # unconditional sampling of a conditional model: the "no class" label
+        labels = torch.full((opts.num_images,), len(m.classes))
+    n = opts.num_images * len(rows)
+    sampler = make_sampler(m.scheduler, opts.sampler, opts.steps)
+    bar = lambda ts: tqdm(ts, desc=f"{opts.sampler} x{len(ts)}", unit="step")  # noqa: E731
+    guidance = opts.guidance if rows != [None] else 1.0
+    x = sample(m.unet.to(resolve_device(opts.device)), sampler, n, seed=opts.seed, labels=labels,
+               guidance=guidance, progress=bar)
+    return to_uint8(x), rows
+
+
+def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, scale: int) -> Image.Image:
+    """The grid, with the class name left of each row when rows are classes."""
+    grid = make_grid(images, ncols=per_row if rows != [None] else 0, scale=scale)
+    if rows == [None]:
+        return grid
+    font = ImageFont.load_default()
+    margin = max(int(ImageDraw.Draw(grid).textlength(r, font=font)) for r in rows) + 8
+    out = Image.new(grid.mode, (grid.width + margin, grid.height), (255, 255, 255, 255)[:len(grid.mode)])
+    out.paste(grid, (margin, 0))
+    draw, row_h = ImageDraw.Draw(out), grid.height / len(rows)
+    for i, r in enumerate(rows):
+        draw.text((4, int((i + 0.5) * row_h) - 6), r, fill=(0, 0, 0, 255)[:len(grid.mode)], font=font)
+    return out
+
+
+def save(images: torch.Tensor, rows: list[str | None], opts: GenerateOptions) -> Path:
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labelled_grid(images, rows, opts.num_images, opts.scale).save(out)
+    singles = out.parent / "generated"
+    singles.mkdir(exist_ok=True)
+    for old in singles.glob("*.png"):  # a smaller run must not leave a previous run's icons behind
+        old.unlink()
+    for i, img in enumerate(images):
+        make_grid(img[None], ncols=1, scale=1, pad=0).save(singles / f"{i:04d}.png")
+    return singles
+
+
+def main(argv: list[str]) -> int:
+    try:
+        opts = parse(argv)
+        m = load_model(opts.model or None, opts.out_dir)
+        print(f"model: {m.source}")
+        images, rows = generate(m, opts)
+        singles = save(images, rows, opts)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {opts.out} ({len(images)} icons, x{opts.scale}) and {singles}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

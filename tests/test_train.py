@@ -1,0 +1,109 @@
+"""Model, loss, training, resume, sampling and export, on the tiny smoke model."""
+import csv
+
+import pytest
+import torch
+from diffusers import DDPMPipeline
+
+import train
+from conftest import smoke_argv
+from config import preset
+from dataset import augment, load_folder
+from model import build_scheduler, build_unet, load_model, make_sampler, sample
+
+
+def losses(run_dir):
+    return [float(r["loss"]) for r in csv.DictReader((run_dir / "losses.csv").open())]
+
+
+def test_unet_output_shape(tiny_cfg):
+    for channels, conditional in ((3, False), (4, True)):
+        cfg = preset("smoke", channels=channels, conditional=conditional)
+        unet = build_unet(cfg, num_classes=5)
+        x = torch.randn(2, channels, 32, 32)
+        labels = torch.tensor([0, 5]) if conditional else None
+        assert unet(x, torch.tensor([1, 999]), class_labels=labels).sample.shape == x.shape
+
+
+def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
+    torch.manual_seed(0)
+    unet, scheduler = build_unet(tiny_cfg), build_scheduler(tiny_cfg)
+    data = load_folder(tiny_cfg, log=lambda _: None)
+    x0 = augment(data.images[:8], 0.0, torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(unet.parameters(), lr=2e-3)
+
+    def loss_at_fixed_draw():
+        return train.diffusion_loss(tiny_cfg, unet, scheduler, x0, None,
+                                    torch.Generator().manual_seed(1), 0)
+
+    before = loss_at_fixed_draw().item()
+    for _ in range(15):
+        opt.zero_grad()
+        loss_at_fixed_draw().backward()
+        opt.step()
+    assert loss_at_fixed_draw().item() < 0.7 * before
+
+
+@pytest.mark.parametrize("weighting, target", [("min_snr", "epsilon"), ("min_snr", "v_prediction"),
+                                               ("none", "sample")])
+def test_loss_variants_are_finite(weighting, target):
+    cfg = preset("smoke", loss_weighting=weighting, prediction_type=target)
+    unet, scheduler = build_unet(cfg), build_scheduler(cfg)
+    x0 = torch.rand(4, 3, 32, 32) * 2 - 1
+    loss = train.diffusion_loss(cfg, unet, scheduler, x0, None, torch.Generator().manual_seed(0), 0)
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_batches_cover_each_epoch_once(tiny_cfg):
+    n, b = 10, 3
+    stream = torch.cat([train.batch_indices(tiny_cfg, n, s, b, 1, 0) for s in range(10)])
+    assert sorted(stream[:10].tolist()) == list(range(10))  # epoch 0: a permutation
+    assert sorted(stream[10:20].tolist()) == list(range(10))  # epoch 1: another one
+    two = [torch.cat([train.batch_indices(tiny_cfg, n, s, b, 2, r) for r in (0, 1)]) for s in range(5)]
+    assert torch.equal(torch.cat(two), stream[:30])  # two processes split the same stream
+
+
+def test_resume_reproduces_the_losses_exactly(tmp_path):
+    assert train.main(smoke_argv(tmp_path, "whole")) == 0
+    assert train.main(smoke_argv(tmp_path, "split", "--max_steps=3")) == 0
+    assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=split", "--max_steps=6"]) == 0
+    whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    assert len(whole) == 6 and whole == split
+    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True) for r in ("whole", "split"))
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+def test_same_seed_same_samples_and_matches_diffusers_pipeline(smoke_run):
+    m = load_model(smoke_run)
+    x1 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=3)
+    x2 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=3)
+    x3 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=4)
+    assert torch.equal(x1, x2) and not torch.equal(x1, x3)
+    pipe = DDPMPipeline.from_pretrained(smoke_run / "model")  # no code of this repo needed
+    ref = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5,
+               output_type="np").images
+    ours = ((x1.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    assert abs(ours - ref).max() < 1e-5
+
+
+def test_smoke_run_writes_everything(smoke_run):
+    for name in ("config.json", "checkpoint.pt", "losses.csv", "loss.png",
+                 "model/model_index.json", "model/unet/diffusion_pytorch_model.safetensors",
+                 "model/scheduler/scheduler_config.json", "model/pixelart.json"):
+        assert (smoke_run / name).is_file(), name
+    assert len(list((smoke_run / "samples").glob("step_*.png"))) == 2
+    assert len(losses(smoke_run)) == 6
+    ckpt = torch.load(smoke_run / "checkpoint.pt", weights_only=True)
+    assert {"step", "unet", "ema", "optimizer", "config", "rng"} <= set(ckpt) and ckpt["step"] == 6
+
+
+def test_existing_run_is_not_overwritten(smoke_run, capsys):
+    argv = ["--preset=smoke", f"--out_dir={smoke_run.parent}", f"--run_name={smoke_run.name}"]
+    assert train.main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_refuses_config_changes(smoke_run, capsys):
+    argv = ["--resume", f"--out_dir={smoke_run.parent}", f"--run_name={smoke_run.name}", "--lr=1"]
+    assert train.main(argv) == 2
+    assert "keeps its config" in capsys.readouterr().err
