@@ -210,15 +210,13 @@ def split_argv(argv: list[str]) -> dict[str, str]:
     return pairs
 
 
-def parse_args(argv: list[str], *extra: Any, base: Config | None = None) -> Config:
-    """Config from `--preset=NAME` (default seed) or `base`, then every `--key=value` override.
+def parse_args(argv: list[str], *extra: Any, default_preset: str = "seed") -> Config:
+    """Config from `--preset=NAME` (else default_preset), then every `--key=value` override.
 
     Keys that belong to a script's own options dataclasses (`extra`) are set on those instead.
     """
     pairs = split_argv(argv)
-    cfg = base if base is not None else preset(pairs.pop("preset", "seed"))
-    if base is not None and "preset" in pairs:
-        raise UserError("--preset only applies to a new training run")
+    cfg = preset(pairs.pop("preset", default_preset))
     apply_overrides([cfg, *extra], pairs, also=("preset",))
     validate(cfg)
     return cfg

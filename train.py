@@ -82,7 +82,11 @@ def setup(argv: list[str]) -> tuple[Config, TrainOptions, Path]:
 
 
 def make_accelerator(cfg: Config):
-    from accelerate import Accelerator  # imported here: `python train.py --help`-style errors stay fast
+    from accelerate import Accelerator  # imported here: argument errors stay fast
+    from accelerate.state import AcceleratorState
+    # One process may train several times (tests, bench.py) with other precisions; the distributed
+    # set-up (PartialState) is kept.
+    AcceleratorState._reset_state()
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible; use --device=cpu or auto")
@@ -205,7 +209,7 @@ class Run:
         except OSError as e:
             tmp.unlink(missing_ok=True)
             self.log(f"warning: could not save a checkpoint at step {self.step} ({e.strerror or e}); "
-                     "the previous checkpoint is kept")
+                     "the previous checkpoint is kept", warning=True)
             return False
 
     def restore(self) -> None:
@@ -224,9 +228,9 @@ class Run:
         self.truncate_losses()
 
     # --- logs
-    def log(self, msg: str) -> None:
+    def log(self, msg: str, warning: bool = False) -> None:
         if self.acc.is_main_process:
-            tqdm.write(msg)
+            tqdm.write(msg, file=sys.stderr if warning else sys.stdout)
 
     def truncate_losses(self) -> None:
         """On resume, forget losses logged after the checkpoint: they will be recomputed."""
@@ -374,7 +378,11 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
     run.save_samples()
     model_dir = folder / "model"
     if acc.is_main_process:
-        export(run.ema.model, run.scheduler, cfg, data.classes, model_dir)
+        try:
+            export(run.ema.model, run.scheduler, cfg, data.classes, model_dir)
+        except OSError as e:
+            raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
+                            "checkpoint is kept: free some space and run train.py --resume") from None
         run.log(f"done: {run.total} steps; model in {model_dir}, samples in {folder / 'samples'}")
     return model_dir
 

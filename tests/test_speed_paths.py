@@ -1,0 +1,67 @@
+"""The speed and scale-out paths, on CPU: flags that matter on a GPU must not break a CPU run,
+torchrun with two processes trains and resumes, and bench.py measures."""
+import csv
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+import bench
+import train
+from config import ROOT
+from conftest import smoke_argv
+
+
+def rows(run_dir):
+    return list(csv.DictReader((run_dir / "losses.csv").open()))
+
+
+def test_mixed_precision_channels_last_and_accumulation_run_on_cpu(tmp_path):
+    argv = smoke_argv(tmp_path, "flags", "--mixed_precision=bf16", "--channels_last",
+                      "--grad_accum=2", "--max_steps=2", "--sample_every=0")
+    assert train.main(argv) == 0
+    assert len(rows(tmp_path / "flags")) == 2
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows(tmp_path / "flags"))
+
+
+def test_compile_flag_runs(tmp_path, monkeypatch):
+    # Inductor's C++ compile of even the smoke model takes minutes on 2 cores; the eager backend
+    # still traces the model with dynamo through the same --compile code path.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    argv = smoke_argv(tmp_path, "compiled", "--compile", "--max_steps=2", "--sample_every=0")
+    assert train.main(argv) == 0 and len(rows(tmp_path / "compiled")) == 2
+
+
+def torchrun(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), "--device=cpu", *args]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stdout
+
+
+def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
+    out = torchrun(*smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0"))
+    assert "2 process(es) x batch 8 x accum 1 = global batch 16" in out
+    assert out.count("done: 3 steps") == 1  # only the main process reports and writes
+    assert len(rows(tmp_path / "ddp")) == 3
+    torchrun("--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5")
+    assert [int(r["step"]) for r in rows(tmp_path / "ddp")] == [1, 2, 3, 4, 5]
+    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 5
+
+
+def test_bench_quick_measures_side_by_side(tmp_path):
+    out = tmp_path / "b.json"
+    assert bench.main(["--quick", "--steps=2", "--samplers=ddim,dpm", "--variants=base,channels_last",
+                       f"--json={out}"]) == 0
+    result = json.loads(out.read_text())
+    loops = [r["loop"] for r in result["training"]]
+    assert loops[0].startswith("seed") and loops[1:] == ["repo: base", "repo: channels_last"]
+    assert result["peak_gflops"] > 0 and result["gflop_per_step"] > 0
+    assert all(r["images_per_s"] > 0 and 0 < r["peak_fraction"] for r in result["training"])
+    assert result["training"][0]["vs_seed"] == 1.0
+    assert [r["sampler"] for r in result["sampling"]] == ["ddim-50", "dpm-20"]
