@@ -40,8 +40,9 @@ VARIANTS = {"base": {}, "channels_last": {"channels_last": True}, "bf16": {"mixe
 @dataclass
 class BenchOptions:
     quick: bool = False  # smoke model, few steps: under a minute on a CPU
-    steps: int = 10  # timed training steps per variant (after warm-up)
-    warmup: int = 2
+    steps: int = 5  # timed training steps per loop and round (after warm-up)
+    warmup: int = 1
+    rounds: int = 3  # loops take turns; each keeps its best round
     variants: tuple[str, ...] = ("base",)
     samplers: tuple[str, ...] = ("ddpm", "ddim", "dpm")
     sample_images: int = 16
@@ -86,8 +87,8 @@ def train_flops(cfg: Config, device: torch.device) -> float:
     return counter.get_total_flops()
 
 
-def seed_loop(cfg: Config, device: torch.device, steps: int, warmup: int) -> float:
-    """Images/s of the original seed script's loop, reproduced: PIL files opened per item, torchvision
+def seed_step(cfg: Config, device: torch.device):
+    """One step of the original seed script's loop, reproduced: PIL files opened per item, torchvision
     Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a DataLoader of
     batch 16 with shuffling, eager fp32, Adam, MSE on the noise."""
     from torch.utils.data import DataLoader, Dataset
@@ -126,25 +127,34 @@ def seed_loop(cfg: Config, device: torch.device, steps: int, warmup: int) -> flo
         loss.backward()
         opt.step()
 
-    timed(step, warmup, device)
-    return cfg.batch_size / timed(step, steps, device)
+    return step
 
 
-def repo_step(cfg: Config, steps: int, warmup: int) -> tuple[float, torch.device]:
-    """Images/s of train.py's own step (Run.train_step), same model and batch."""
+def repo_step(cfg: Config, device: torch.device):
+    """One step of train.py's own loop (Run.train_step), same model and batch."""
     import train
     acc = train.make_accelerator(cfg)
-    data = load_folder(cfg, log=lambda _: None)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = train.Run(cfg, train.TrainOptions(), Path(tmp), data, acc)
+    run = train.Run(cfg, train.TrainOptions(), Path(tempfile.gettempdir()),
+                    load_folder(cfg, log=lambda _: None), acc)
 
-        def step():
-            run.train_step()
-            run.pending.clear()
+    def step():
+        run.train_step()
+        run.pending.clear()
 
-        timed(step, warmup, acc.device)
-        seconds = timed(step, steps, acc.device)
-    return cfg.batch_size * cfg.grad_accum / seconds, acc.device
+    return step
+
+
+def compare_loops(loops: dict, cfg: Config, device: torch.device, opts: BenchOptions) -> list[dict]:
+    """Images/s of each loop. Loops take turns over several rounds and each keeps its best round, so a
+    slow spell of a shared machine does not land on one side of a ratio."""
+    best = {name: float("inf") for name in loops}
+    for _ in range(opts.rounds):
+        for name, make in loops.items():
+            step = make()  # built afresh each round: variants may differ in global state (precision)
+            timed(step, opts.warmup, device)
+            best[name] = min(best[name], timed(step, opts.steps, device))
+    return [{"loop": name, "images_per_s": cfg.batch_size * cfg.grad_accum / s}
+            for name, s in best.items()]
 
 
 def sampling(cfg: Config, device: torch.device, opts: BenchOptions) -> list[dict]:
@@ -184,15 +194,13 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
     print(f"device: {name}; model {result['params_M']:.2f}M params, "
           f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {cfg.batch_size}; "
           f"matmul peak {result['peak_gflops']:.0f} GFLOPS")
-    rows = []
-    if not opts.skip_seed:
-        ips = seed_loop(cfg, device, opts.steps, opts.warmup)
-        rows.append({"loop": "seed (PIL + DataLoader, eager fp32)", "images_per_s": ips})
+    loops = {} if opts.skip_seed else {"seed (PIL + DataLoader, eager fp32)":
+                                       lambda: seed_step(cfg, device)}
     for v in opts.variants:
         if v not in VARIANTS:
             raise UserError(f"unknown variant {v!r}; variants: {', '.join(VARIANTS)}")
-        ips, _ = repo_step(dataclasses.replace(cfg, **VARIANTS[v]), opts.steps, opts.warmup)
-        rows.append({"loop": f"repo: {v}", "images_per_s": ips})
+        loops[f"repo: {v}"] = lambda v=v: repo_step(dataclasses.replace(cfg, **VARIANTS[v]), device)
+    rows = compare_loops(loops, cfg, device, opts)
     for r in rows:
         r["gflops"] = r["images_per_s"] / cfg.batch_size * result["gflop_per_step"]
         r["peak_fraction"] = r["gflops"] / result["peak_gflops"]
@@ -224,7 +232,7 @@ def main(argv: list[str]) -> int:
         if opts.lr_scale:  # linear scaling rule from the reference batch of 16
             cfg.lr *= cfg.batch_size / 16
         if opts.quick:
-            opts.steps, opts.warmup, opts.sample_cap = min(opts.steps, 5), 1, opts.sample_cap or 5
+            opts.steps, opts.rounds, opts.sample_cap = min(opts.steps, 3), 1, opts.sample_cap or 5
         result = run_bench(cfg, opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,8 +6,11 @@ Usage:
     python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
     python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
 
-Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp)
-and samples/generated/NNNN.png (each icon at native size; RGBA models keep transparency).
+Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
+samples/generated_images_sheet.png (a sprite sheet at native size), samples/generated/NNNN.png (each
+icon at native size; RGBA models keep transparency) and samples/generated/raw/ (before snapping).
+Colours are snapped to the training data's palette (--colors=32) or to --palette=my.hex / my.gpl, with
+no dithering; --palette=none keeps the raw colours. Alpha is always snapped to 0 or 255.
 Samplers: ddpm (default 1000 steps), ddim (50), dpm (DPM-Solver++, 20); --steps overrides.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tqdm import tqdm
 from config import UserError, apply_overrides, split_argv
 from dataset import make_grid, to_uint8
 from model import SAMPLERS, Loaded, load_model, make_sampler, sample
+from palette import data_palette, load_palette, snap, snap_alpha
 
 
 @dataclass
@@ -35,6 +39,8 @@ class GenerateOptions:
     steps: int = 0  # 0: the sampler's default
     classes: str = ""  # conditional models: names (comma-separated), 'all', or 'none' (unconditional)
     guidance: float = 3.0  # classifier-free guidance scale (1: plain conditional)
+    palette: str = "data"  # snap colours to: data (the training data's palette) | none | a .hex / .gpl file
+    colors: int = 32  # size of the data palette
     out: str = "samples/generated_images.png"
     scale: int = 4  # nearest-neighbour upscale of the grid
     device: str = "auto"
@@ -48,6 +54,8 @@ def parse(argv: list[str]) -> GenerateOptions:
     apply_overrides([opts], pairs)
     if opts.num_images < 1 or opts.scale < 1 or opts.steps < 0:
         raise UserError("num_images and scale must be >= 1 and steps >= 0")
+    if opts.palette not in ("data", "none"):
+        load_palette(opts.palette)  # a bad palette file fails now, not after minutes of sampling
     if opts.sampler not in SAMPLERS:
         raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {opts.sampler!r}")
     return opts
@@ -78,7 +86,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def generate(m: Loaded, opts: GenerateOptions) -> tuple[torch.Tensor, list[str | None]]:
-    """uint8 N,C,H,W images, row by row, and the class of each row."""
+    """Raw uint8 N,C,H,W images, row by row, and the class of each row."""
     rows = class_rows(m, opts.classes)
     labels = None
     if rows != [None]:
@@ -92,6 +100,14 @@ def generate(m: Loaded, opts: GenerateOptions) -> tuple[torch.Tensor, list[str |
     x = sample(m.unet.to(resolve_device(opts.device)), sampler, n, seed=opts.seed, labels=labels,
                guidance=guidance, progress=bar)
     return to_uint8(x), rows
+
+
+def postprocess(images: torch.Tensor, m: Loaded, opts: GenerateOptions) -> torch.Tensor:
+    """Pixel-perfect output: colours snapped to the palette (unless --palette=none), alpha to 0/255."""
+    if opts.palette == "none":
+        return images if images.shape[1] == 3 else torch.cat([images[:, :3], snap_alpha(images[:, 3:])], 1)
+    pal = data_palette(m, opts.colors) if opts.palette == "data" else load_palette(opts.palette)
+    return snap(images, pal)
 
 
 def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, scale: int) -> Image.Image:
@@ -109,17 +125,23 @@ def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, sc
     return out
 
 
-def save(images: torch.Tensor, rows: list[str | None], opts: GenerateOptions) -> Path:
+def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None],
+         opts: GenerateOptions) -> list[Path]:
+    """The upscaled preview grid, a native-size sprite sheet, the single icons, and the raw output."""
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    labelled_grid(images, rows, opts.num_images, opts.scale).save(out)
-    singles = out.parent / "generated"
-    singles.mkdir(exist_ok=True)
-    for old in singles.glob("*.png"):  # a smaller run must not leave a previous run's icons behind
-        old.unlink()
-    for i, img in enumerate(images):
-        make_grid(img[None], ncols=1, scale=1, pad=0).save(singles / f"{i:04d}.png")
-    return singles
+    per_row = opts.num_images if rows != [None] else 0
+    labelled_grid(images, rows, per_row, opts.scale).save(out)
+    sheet = out.with_name(out.stem + "_sheet.png")
+    make_grid(images, ncols=per_row, scale=1, pad=0).save(sheet)
+    singles = out.parent / out.stem.replace("_images", "")
+    for folder, batch in ((singles, images), (singles / "raw", raw)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):  # a smaller run must not leave older icons behind
+            old.unlink()
+        for i, img in enumerate(batch):
+            make_grid(img[None], scale=1, pad=0).save(folder / f"{i:04d}.png")
+    return [out, sheet, singles, singles / "raw"]
 
 
 def main(argv: list[str]) -> int:
@@ -127,12 +149,12 @@ def main(argv: list[str]) -> int:
         opts = parse(argv)
         m = load_model(opts.model or None, opts.out_dir)
         print(f"model: {m.source}")
-        images, rows = generate(m, opts)
-        singles = save(images, rows, opts)
+        raw, rows = generate(m, opts)
+        written = save(postprocess(raw, m, opts), raw, rows, opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {opts.out} ({len(images)} icons, x{opts.scale}) and {singles}/")
+    print(f"wrote {len(raw)} icons (palette: {opts.palette}): " + ", ".join(map(str, written)))
     return 0
 
 

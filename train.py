@@ -139,6 +139,13 @@ def loss_weights(cfg: Config, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> 
         cfg.prediction_type]
 
 
+def drop_labels(labels: torch.Tensor, p: float, num_classes: int, g: torch.Generator) -> torch.Tensor:
+    """Replace each label by the "no class" label (num_classes) with probability p, so that one model
+    learns both the conditional and the unconditional prediction (classifier-free guidance)."""
+    drop = torch.rand(labels.shape, generator=g, device=g.device).to(labels.device) < p
+    return torch.where(drop, torch.full_like(labels, num_classes), labels)
+
+
 def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch.Tensor | None,
                    g: torch.Generator, num_classes: int) -> torch.Tensor:
     """Noise the clean batch at random timesteps and regress the model on the config's target."""
@@ -146,9 +153,8 @@ def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch
     t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=g,
                       device=g.device).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
-    if labels is not None:  # drop labels to "no class" so one model also samples unconditionally
-        drop = torch.rand(labels.shape, generator=g, device=g.device).to(x0.device) < cfg.class_dropout
-        labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
+    if labels is not None:
+        labels = drop_labels(labels, cfg.class_dropout, num_classes, g)
     if cfg.channels_last:
         noisy = noisy.contiguous(memory_format=torch.channels_last)
     pred = unet(noisy, t, class_labels=labels).sample.float()

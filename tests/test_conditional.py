@@ -1,0 +1,90 @@
+"""Class-conditional training and classifier-free guidance."""
+import json
+
+import pytest
+import torch
+
+import generate
+import train
+from config import preset
+from conftest import smoke_argv
+from model import build_unet, guided_output, load_model
+
+
+@pytest.fixture(scope="module")
+def cond_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cond")
+    assert train.main(smoke_argv(out, "c", "--conditional", "--max_steps=2", "--sample_every=0")) == 0
+    return out / "c"
+
+
+def test_label_dropout_rate():
+    labels = torch.zeros(20000, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    rate = (train.drop_labels(labels, 0.1, 7, g) == 7).double().mean().item()
+    assert 0.09 < rate < 0.11
+    assert (train.drop_labels(labels, 0.0, 7, g) == 0).all()
+    assert (train.drop_labels(labels, 1.0, 7, g) == 7).all()
+
+
+class Recorder(torch.nn.Module):
+    """Stands in for the UNet: records each call's batch and labels, returns label-dependent output."""
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, class_labels=None):
+        self.calls.append((x.shape[0], class_labels.tolist()))
+        return type("Out", (), {"sample": x * 0 + class_labels.view(-1, 1, 1, 1).float()})()
+
+
+def test_guidance_is_one_batched_call():
+    unet, x, labels = Recorder(), torch.zeros(3, 3, 4, 4), torch.tensor([0, 1, 2])
+    out = guided_output(unet, x, 5, labels, null_label=9, guidance=3.0)
+    assert unet.calls == [(6, [0, 1, 2, 9, 9, 9])]
+    assert torch.allclose(out[:, 0, 0, 0], 9 + 3.0 * (labels.float() - 9))
+    unet.calls.clear()
+    guided_output(unet, x, 5, labels, 9, 1.0)
+    guided_output(unet, x, 5, labels, 9, 0.0)
+    assert unet.calls == [(3, [0, 1, 2]), (3, [9, 9, 9])]
+
+
+def test_guidance_extremes_match_plain_predictions():
+    torch.manual_seed(0)
+    unet = build_unet(preset("smoke", conditional=True), num_classes=4).eval()
+    x, t, labels = torch.randn(2, 3, 32, 32), torch.tensor(500), torch.tensor([1, 3])
+    with torch.no_grad():
+        cond = unet(x, t, class_labels=labels).sample
+        uncond = unet(x, t, class_labels=torch.tensor([4, 4])).sample
+        assert torch.allclose(guided_output(unet, x, t, labels, 4, 1.0), cond)
+        assert torch.allclose(guided_output(unet, x, t, labels, 4, 0.0), uncond)
+        assert torch.allclose(guided_output(unet, x, t, labels, 4, 2.5),
+                              uncond + 2.5 * (cond - uncond), atol=1e-5)
+
+
+def test_class_names_are_saved_with_the_model(cond_run):
+    meta = json.loads((cond_run / "model" / "pixelart.json").read_text())
+    assert meta["classes"][:3] == ["armour", "artefact", "book"] and len(meta["classes"]) == 15
+    assert load_model(cond_run).unet.config.num_class_embeds == 16  # 15 classes + "no class"
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_every_class_samples_with_every_sampler(cond_run, sampler):
+    m = load_model(cond_run)
+    opts = generate.GenerateOptions(num_images=2, sampler=sampler, steps=2, classes="all")
+    images, rows = generate.generate(m, opts)
+    assert rows == m.classes and images.shape == (30, 3, 32, 32)
+
+
+def test_class_grid_is_labelled(cond_run, tmp_path):
+    assert generate.main([f"--model={cond_run}", "--class=potion,book", "--num_images=3",
+                          "--steps=2", f"--out={tmp_path / 'g.png'}", "--scale=2"]) == 0
+    grid = generate.Image.open(tmp_path / "g.png")
+    assert grid.width > 2 * (3 * 33 + 1)  # a label margin left of the rows
+    assert len(list((tmp_path / "g").glob("*.png"))) == 6
+
+
+def test_unknown_class_lists_known_ones(cond_run, capsys):
+    assert generate.main([f"--model={cond_run}", "--class=dragon"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class dragon; known classes: armour, artefact, book" in err

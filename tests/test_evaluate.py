@@ -1,0 +1,114 @@
+"""Metrics where the answer is known, palettes, and pixel-perfect output."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import evaluate
+import generate
+import train
+from config import UserError, preset
+from conftest import smoke_argv
+from dataset import load_folder
+from palette import extract, load_palette, parse_gpl, parse_hex, snap
+
+
+@pytest.fixture(scope="module")
+def icons():
+    return load_folder(preset("seed", channels=4), log=lambda _: None).images
+
+
+@pytest.fixture(scope="module")
+def net():
+    return evaluate.lite0()
+
+
+def blur(images):
+    x = images.float()
+    k = torch.full((images.shape[1], 1, 3, 3), 1 / 9)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=images.shape[1]).round() \
+        .clamp(0, 255).to(torch.uint8)
+
+
+def test_feature_metrics_on_known_sets(icons, net):
+    data = icons[torch.randperm(len(icons), generator=torch.Generator().manual_seed(0))[:120]]
+    f = evaluate.features(data, net)
+    assert f.shape == (120, 1280)
+    assert abs(evaluate.frechet(f, f)) < 1e-3  # identical sets: zero, below any floor
+    sets = [data.flip(-1), blur(data.flip(-1)), torch.randint(0, 256, data.shape, dtype=torch.uint8)]
+    feats = [evaluate.features(s, net) for s in sets]
+    fd = [evaluate.frechet(x, f) for x in feats]
+    kid = [evaluate.kid(x, f)[0] for x in feats]
+    assert 0 < fd[0] < fd[1] < fd[2]  # mirror (the floor) < blurred < noise
+    assert kid[0] < kid[1] < kid[2]
+    same = evaluate.prdc(f, f)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+
+
+def test_copies_and_nearest_neighbours(icons):
+    data = icons[:50]
+    assert evaluate.copies(data[:10], data) == 1.0
+    assert evaluate.copies(data[:10].flip(-1), data) == 1.0  # a mirror image is still a copy
+    assert evaluate.copies(blur(data[:10]), data) == 0.0
+    assert evaluate.nn_ratio(data[:10], data) == 0.0
+    noise = torch.randint(0, 256, (10, *data.shape[1:]), dtype=torch.uint8)
+    assert evaluate.nn_ratio(noise, data) > 1.0
+
+
+def test_pixel_statistics(icons):
+    data = icons[:50]
+    assert evaluate.off_palette(data, data) == 0.0
+    assert evaluate.off_palette(blur(data), data) > 0.05
+    assert evaluate.colour_counts(blur(data)).mean() > evaluate.colour_counts(data).mean()
+    assert evaluate.semi_transparent(blur(data)) > 2 * evaluate.semi_transparent(data) > 0
+
+
+def test_score_report_has_floor(icons, net):
+    r = evaluate.score(icons[:20], icons[:40], net)
+    assert r["samples"]["copy_rate"] == 1.0 and r["floor"]["copy_rate"] is None
+    assert r["samples"]["fd_lite0"] >= 0 and r["floor"]["fd_lite0"] > 0
+
+
+def test_palette_snapping_uses_only_palette_colours(icons):
+    pal = extract(icons, 16)
+    assert 2 <= len(pal) <= 16
+    snapped = snap(blur(icons[:20]), pal)
+    colours = {tuple(c) for c in snapped[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).tolist()}
+    assert colours <= {tuple(c) for c in pal.tolist()}
+    assert set(snapped[:, 3].unique().tolist()) <= {0, 255}
+
+
+def test_hex_and_gpl_parsing(tmp_path):
+    assert parse_hex("; comment\n#ff0000\n00ff00\n\n").tolist() == [[255, 0, 0], [0, 255, 0]]
+    gpl = "GIMP Palette\nName: test\nColumns: 4\n# comment\n255   0   0\tRed\n  0 0 255 Blue\n"
+    assert parse_gpl(gpl).tolist() == [[255, 0, 0], [0, 0, 255]]
+    with pytest.raises(UserError, match="line 2: 'zz0000' is not a colour"):
+        parse_hex("ff0000\nzz0000\n", "x.hex")
+    with pytest.raises(UserError, match="line 3: '300 0 0' is not 'R G B'"):
+        parse_gpl("GIMP Palette\n10 20 30\n300 0 0\n", "x.gpl")
+    with pytest.raises(UserError, match="not a GIMP palette"):
+        parse_gpl("10 20 30\n")
+    with pytest.raises(UserError, match="no colours"):
+        parse_hex("; nothing\n")
+    (tmp_path / "p.txt").write_text("ff0000\n")
+    with pytest.raises(UserError, match="use a .hex or .gpl file"):
+        load_palette(tmp_path / "p.txt")
+
+
+def test_rgba_model_outputs_binary_alpha_and_palette_colours(tmp_path):
+    assert train.main(smoke_argv(tmp_path, "rgba", "--channels=4", "--max_steps=2",
+                                 "--sample_every=0")) == 0
+    opts = generate.GenerateOptions(model=str(tmp_path / "rgba"), num_images=3, steps=2,
+                                    out=str(tmp_path / "g.png"), colors=8)
+    assert generate.main([f"--{k}={v}" for k, v in vars(opts).items()]) == 0
+    m = generate.load_model(opts.model)
+    raw, _ = generate.generate(m, opts)
+    out = generate.postprocess(raw, m, opts)
+    assert out.shape[1] == 4 and set(out[:, 3].unique().tolist()) <= {0, 255}
+    pal = load_palette(tmp_path / "rgba" / "model" / "palette_8.hex")  # cached beside the model
+    assert {tuple(c) for c in out[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).tolist()} <= \
+        {tuple(c) for c in pal.tolist()}
+    for name in ("g.png", "g_sheet.png", "g/0000.png", "g/raw/0000.png"):
+        assert (tmp_path / name).is_file(), name
+    raw_alpha = np.asarray(generate.Image.open(tmp_path / "g" / "raw" / "0000.png"))[..., 3]
+    assert raw_alpha.shape == (32, 32)
