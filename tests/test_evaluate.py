@@ -34,7 +34,7 @@ def test_feature_metrics_on_known_sets(icons, net):
     data = icons[torch.randperm(len(icons), generator=torch.Generator().manual_seed(0))[:120]]
     f = evaluate.features(data, net)
     assert f.shape == (120, 1280)
-    assert abs(evaluate.frechet(f, f)) < 1e-3  # identical sets: zero, below any floor
+    assert abs(evaluate.frechet(f, f)) < 0.01  # identical sets: zero (round-off), below any floor
     sets = [data.flip(-1), blur(data.flip(-1)), torch.randint(0, 256, data.shape, dtype=torch.uint8)]
     feats = [evaluate.features(s, net) for s in sets]
     fd = [evaluate.frechet(x, f) for x in feats]

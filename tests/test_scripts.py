@@ -32,7 +32,7 @@ def test_generate_writes_grid_and_singles(smoke_run, tmp_path):
         "--scale=2", f"--out={out}")
     grid = Image.open(out)
     assert grid.size == (2 * (2 * 33 + 1), 2 * (2 * 33 + 1))  # 2x2 grid, 1px gaps, x2 nearest
-    singles = sorted((tmp_path / "generated").glob("*.png"))
+    singles = sorted((tmp_path / "grid").glob("*.png"))
     assert len(singles) == 3 and Image.open(singles[0]).size == (32, 32)
 
 
