@@ -5,6 +5,8 @@ Usage:
     python evaluate.py --model=runs/mine --num_samples=1000 --sampler=dpm --steps=20 --json=eval.json
     python evaluate.py --samples=path/to/images        # any folder of images instead of a model
     python evaluate.py --class=potion --guidance=3      # conditional models
+    python evaluate.py --sampler_sweep=ddpm-1000,ddim-50,dpm-20 --json=samplers.json
+    python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
 
 Metrics (each printed beside its real-vs-real floor: the data against its own mirror image, at the
 same sample count, so a number can be read without context):
@@ -24,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +53,9 @@ class EvalOptions:
     classes: str = ""  # conditional models: as generate.py --class ('' cycles through all classes)
     guidance: float = 3.0
     palette: str = "none"  # snap samples first: none | data | path to .hex / .gpl (see generate.py)
+    sampler_sweep: tuple[str, ...] = ()  # e.g. ddpm-1000,ddim-50,dpm-20: FD and time of each
+    guidance_sweep: tuple[float, ...] = ()  # e.g. 1,2,3,5: class accuracy (linear probe) and FD
+    per_class: int = 16  # samples per class in the guidance sweep
     json: str = ""
     nearest: str = "samples/nearest.png"  # each sample beside its nearest training icon ('' : skip)
 
@@ -255,6 +261,87 @@ def nearest_sheet(samples: torch.Tensor, data: torch.Tensor, path: Path, limit: 
     make_grid(pairs, ncols=8, scale=3).save(path)
 
 
+# ----------------------------------------------------------------------------- sweeps
+
+def train_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                steps: int = 300, seed: int = 0) -> torch.nn.Linear:
+    """A linear probe (multinomial logistic regression, weight decay) on standardised features."""
+    g = torch.Generator().manual_seed(seed)
+    probe = torch.nn.Linear(feats.shape[1], num_classes).double()
+    torch.nn.init.normal_(probe.weight, std=0.01, generator=g)
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(probe(feats), labels).backward()
+        opt.step()
+    return probe.requires_grad_(False)
+
+
+def probe_for(data, net) -> tuple:
+    """The probe trained on the data and its mirror images; its held-out accuracy (half the icons
+    trained, the other half scored) says how far its verdicts on samples can be trusted."""
+    x = torch.cat([data.images, data.images.flip(-1)])
+    y = torch.cat([data.labels, data.labels])
+    f = features(x, net)
+    mean, std = f.mean(0), f.std(0) + 1e-6
+    f = (f - mean) / std
+    n, k = len(data.images), len(data.classes)
+    half = torch.randperm(n, generator=torch.Generator().manual_seed(0)) < n // 2
+    train_mask = torch.cat([half, half])
+    held = train_probe(f[train_mask], y[train_mask], k)
+    held_acc = (held(f[~train_mask]).argmax(1) == y[~train_mask]).double().mean().item()
+    return train_probe(f, y, k), mean, std, held_acc
+
+
+def guidance_sweep(m, opts: EvalOptions, data, net) -> dict:
+    """For each guidance scale: the share of conditional samples the probe assigns to the class they
+    were asked for (overall and per class), and their FD-Lite0 against the data."""
+    import generate
+    if not m.cfg.conditional:
+        raise UserError("--guidance_sweep needs a class-conditional model")
+    probe, mean, std, held_acc = probe_for(data, net)
+    f_data = features(data.images, net)
+    rows = []
+    for w in opts.guidance_sweep:
+        gopts = generate.GenerateOptions(num_images=opts.per_class, seed=opts.seed, classes="all",
+                                         sampler=opts.sampler, steps=opts.steps, guidance=w,
+                                         palette=opts.palette)
+        raw, _ = generate.generate(m, gopts)
+        images = generate.postprocess(raw, m, gopts)
+        want = torch.arange(len(m.classes)).repeat_interleave(opts.per_class)
+        f = features(images, net)
+        hit = (probe((f - mean) / std).argmax(1) == want).double()
+        per_class = {c: hit[want == i].mean().item() for i, c in enumerate(m.classes)}
+        copied = {c: copies(images[want == i], data.images) for i, c in enumerate(m.classes)}
+        rows.append({"guidance": w, "accuracy": hit.mean().item(), "fd_lite0": frechet(f, f_data),
+                     "per_class": per_class, "per_class_copies": copied})
+        print(f"guidance {w}: class accuracy {hit.mean():.1%}, FD-Lite0 {rows[-1]['fd_lite0']:.1f}")
+    counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
+    return {"probe_held_out_accuracy": held_acc, "per_class_samples": opts.per_class,
+            "class_counts": dict(zip(data.classes, counts)), "rows": rows}
+
+
+def sampler_sweep(m, opts: EvalOptions, data, net) -> list[dict]:
+    """FD-Lite0 and seconds of each sampler-steps setting, same model, same seeds, same count."""
+    import generate
+    f_data = features(data.images, net)
+    n = opts.num_samples or len(data.images)
+    rows = []
+    for spec in opts.sampler_sweep:
+        name, _, steps = spec.partition("-")
+        gopts = generate.GenerateOptions(num_images=n, seed=opts.seed, sampler=name,
+                                         steps=int(steps or 0), classes=opts.classes,
+                                         guidance=opts.guidance, palette=opts.palette)
+        t0 = time.perf_counter()
+        raw, _ = generate.generate(m, gopts)
+        seconds = time.perf_counter() - t0
+        images = generate.postprocess(raw, m, gopts)
+        rows.append({"sampler": spec, "fd_lite0": frechet(features(images, net), f_data),
+                     "seconds": seconds, "images_per_s": n / seconds})
+        print(f"{spec}: FD-Lite0 {rows[-1]['fd_lite0']:.1f}, {seconds:.1f} s for {n} icons")
+    return rows
+
+
 def get_samples(opts: EvalOptions):
     """(samples uint8, data uint8) from a folder of images or from sampling a model."""
     if opts.samples:
@@ -285,6 +372,8 @@ def main(argv: list[str]) -> int:
         if "class" in pairs:
             pairs["classes"] = pairs.pop("class")
         apply_overrides([opts], pairs)
+        if opts.sampler_sweep or opts.guidance_sweep:
+            return run_sweeps(opts)
         samples, data = get_samples(opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -297,6 +386,24 @@ def main(argv: list[str]) -> int:
         print(f"wrote {opts.nearest}")
     if opts.json:
         Path(opts.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {opts.json}")
+    return 0
+
+
+def run_sweeps(opts: EvalOptions) -> int:
+    from model import load_model
+    m = load_model(opts.model or None, opts.out_dir)
+    if opts.data_dir:
+        m.cfg.data_dir = opts.data_dir
+    data = load_folder(m.cfg, log=lambda _: None)
+    net = lite0()
+    result = {"model": str(m.source), "options": dataclasses.asdict(opts)}
+    if opts.sampler_sweep:
+        result["samplers"] = sampler_sweep(m, opts, data, net)
+    if opts.guidance_sweep:
+        result["guidance"] = guidance_sweep(m, opts, data, net)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {opts.json}")
     return 0
 

@@ -88,3 +88,19 @@ def test_unknown_class_lists_known_ones(cond_run, capsys):
     assert generate.main([f"--model={cond_run}", "--class=dragon"]) == 2
     err = capsys.readouterr().err
     assert "unknown class dragon; known classes: armour, artefact, book" in err
+
+
+def test_guidance_and_sampler_sweeps_report_every_class(cond_run, tmp_path):
+    import evaluate
+    out = tmp_path / "sweep.json"
+    assert evaluate.main([f"--model={cond_run}", "--guidance_sweep=1,3", "--per_class=1",
+                          "--sampler_sweep=ddim-2,dpm-2", "--num_samples=4", "--sampler=ddim",
+                          "--steps=2", f"--json={out}"]) == 0
+    result = json.loads(out.read_text())
+    g = result["guidance"]
+    assert [r["guidance"] for r in g["rows"]] == [1.0, 3.0]
+    assert 0.5 < g["probe_held_out_accuracy"] <= 1.0  # the probe itself tells classes apart
+    assert all(0 <= r["accuracy"] <= 1 and set(r["per_class"]) == set(g["class_counts"])
+               for r in g["rows"])
+    assert [r["sampler"] for r in result["samplers"]] == ["ddim-2", "dpm-2"]
+    assert all(r["fd_lite0"] > 0 and r["seconds"] > 0 for r in result["samplers"])
