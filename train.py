@@ -56,21 +56,7 @@ def setup(argv: list[str]) -> tuple[Config, TrainOptions, Path]:
     opts = TrainOptions()
     pairs = config_mod.split_argv(argv)
     if pairs.get("resume", "false").lower() in ("1", "true", "yes", "on"):
-        probe = config_mod.Config()
-        config_mod.apply_overrides([probe, opts], {k: v for k, v in pairs.items()
-                                                   if k in ("resume", "run_name", "out_dir")})
-        run = (Path(probe.out_dir) / probe.run_name) if probe.run_name else latest_run(probe.out_dir)
-        if run is None or not (run / "checkpoint.pt").exists():
-            raise UserError(f"nothing to resume: no checkpoint in {run or probe.out_dir + '/*'}")
-        cfg = config_mod.load(run / "config.json")
-        changed = set(pairs) - RESUMABLE - {"resume", "run_name", "out_dir"}
-        if changed:
-            raise UserError(f"a resumed run keeps its config; only {', '.join(sorted(RESUMABLE))} "
-                            f"may change (got {', '.join(sorted(changed))})")
-        config_mod.apply_overrides([cfg, opts], {k: v for k, v in pairs.items()
-                                                 if k not in ("run_name", "out_dir")})
-        config_mod.validate(cfg)
-        return cfg, opts, run
+        return resume_setup(pairs, opts)
     cfg = config_mod.parse_args(argv, opts)
     name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{pairs.get('preset', 'seed')}"
     run = Path(cfg.out_dir) / name
@@ -78,6 +64,25 @@ def setup(argv: list[str]) -> tuple[Config, TrainOptions, Path]:
         raise UserError(f"run folder {run} already holds a run; use --resume to continue it, "
                         "--overwrite to start it again, or another --run_name")
     cfg.run_name = name
+    return cfg, opts, run
+
+
+def resume_setup(pairs: dict[str, str], opts: TrainOptions) -> tuple[Config, TrainOptions, Path]:
+    """The run to resume (--run_name under --out_dir, else the latest) with its saved config; only
+    keys that leave the training trajectory unchanged may be overridden."""
+    where = config_mod.Config()
+    locate = {k: v for k, v in pairs.items() if k in ("run_name", "out_dir")}
+    config_mod.apply_overrides([where], locate)
+    run = Path(where.out_dir) / where.run_name if where.run_name else latest_run(where.out_dir)
+    if run is None or not (run / "checkpoint.pt").exists():
+        raise UserError(f"nothing to resume: no checkpoint in {run or where.out_dir + '/*'}")
+    changed = set(pairs) - RESUMABLE - {"resume", "run_name", "out_dir"}
+    if changed:
+        raise UserError(f"a resumed run keeps its config; only {', '.join(sorted(RESUMABLE))} "
+                        f"may change (got {', '.join(sorted(changed))})")
+    cfg = config_mod.load(run / "config.json")
+    config_mod.apply_overrides([cfg, opts], {k: v for k, v in pairs.items() if k not in locate})
+    config_mod.validate(cfg)
     return cfg, opts, run
 
 
