@@ -2,7 +2,7 @@
 
 Usage (from any script):
     python train.py --preset=smoke --lr=3e-4 --block_out_channels=32,64
-    cfg, extra = parse_args(sys.argv[1:])        # in a script: Config plus that script's own options
+    cfg = parse_args(sys.argv[1:], opts)   # in a script: Config, plus fields of its own options dataclass
 
 Booleans take true/false/1/0 (a bare `--flag` means true); tuples take comma-separated values.
 An unknown key, a value of the wrong type or a value out of range stops with one clear message.
@@ -117,7 +117,8 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise UserError(msg)
 
-    for key in ("lr", "batch_size", "norm_num_groups", "attention_head_dim", "image_size", "num_train_timesteps", "grad_accum",
+    for key in ("lr", "batch_size", "norm_num_groups", "attention_head_dim", "image_size",
+                "num_train_timesteps", "grad_accum",
                 "log_every", "ckpt_every", "num_samples", "sample_steps"):
         need(getattr(cfg, key) > 0, f"{key} must be positive, got {getattr(cfg, key)}")
     for key in ("epochs", "max_steps", "warmup_steps", "weight_decay", "grad_clip",
