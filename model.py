@@ -53,7 +53,11 @@ def make_sampler(scheduler, name: str, steps: int = 0):
     if name not in SAMPLERS:
         raise UserError(f"unknown sampler {name!r}; samplers: {', '.join(SAMPLERS)}")
     cls, default = SAMPLERS[name]
-    sampler = cls.from_config(scheduler.config)
+    # DDPM and DDIM clip their estimate of the clean image to [-1, 1] (clip_sample); DPM-Solver does
+    # not, and with an imperfect model its estimates run away (flat saturated colours). Its pixel-space
+    # thresholding with sample_max_value=1 is the same clip.
+    extra = {"thresholding": True, "sample_max_value": 1.0} if name == "dpm" else {}
+    sampler = cls.from_config(scheduler.config, **extra)
     sampler.set_timesteps(min(steps or default, scheduler.config.num_train_timesteps))
     return sampler
 
