@@ -5,6 +5,7 @@ Usage:
     python generate.py --model=runs/mine --num_images=32 --seed=1 --sampler=dpm --steps=20
     python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
     python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
+    python generate.py --class=none             # a conditional model sampled without a class
 
 Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
 samples/generated_images_sheet.png (a sprite sheet at native size), samples/generated/NNNN.png (each
@@ -37,7 +38,8 @@ class GenerateOptions:
     seed: int = 0
     sampler: str = "ddim"
     steps: int = 0  # 0: the sampler's default
-    classes: str = ""  # conditional models: names (comma-separated), 'all', or 'none' (unconditional)
+    classes: str = ""  # conditional models: names (comma-separated), 'all' (a row each), 'none'
+    #                    (unconditional); default: the classes in turn
     guidance: float = 3.0  # classifier-free guidance scale (1: plain conditional)
     palette: str = "data"  # snap colours to: data (the training data's palette) | none | a .hex / .gpl file
     colors: int = 32  # size of the data palette
@@ -62,7 +64,8 @@ def parse(argv: list[str]) -> GenerateOptions:
 
 
 def class_rows(m: Loaded, spec: str) -> list[str | None]:
-    """The class of each grid row: names from --class, every class for 'all', None = unconditional."""
+    """The class of each grid row: names from --class, every class for 'all'; [None] for one unlabelled
+    block ('' cycles through the classes, 'none' is unconditional)."""
     if not m.cfg.conditional:
         if spec and spec != "none":
             raise UserError(f"this model is unconditional (trained without --conditional); "
@@ -77,6 +80,18 @@ def class_rows(m: Loaded, spec: str) -> list[str | None]:
     return names
 
 
+def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.Tensor | None:
+    """The label of each image: per row for named classes; for a conditional model without --class,
+    the classes in turn (guided, so the grid shows a bit of everything); 'none': the "no class" label."""
+    if not m.cfg.conditional:
+        return None
+    if rows != [None]:
+        return torch.tensor([m.classes.index(r) for r in rows]).repeat_interleave(n)
+    if spec == "none":
+        return torch.full((n,), len(m.classes))
+    return torch.arange(n) % len(m.classes)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,15 +103,11 @@ def resolve_device(name: str) -> torch.device:
 def generate(m: Loaded, opts: GenerateOptions) -> tuple[torch.Tensor, list[str | None]]:
     """Raw uint8 N,C,H,W images, row by row, and the class of each row."""
     rows = class_rows(m, opts.classes)
-    labels = None
-    if rows != [None]:
-        labels = torch.tensor([m.classes.index(r) for r in rows]).repeat_interleave(opts.num_images)
-    elif m.cfg.conditional:  # unconditional sampling of a conditional model: the "no class" label
-        labels = torch.full((opts.num_images,), len(m.classes))
+    labels = class_labels(m, opts.classes, rows, opts.num_images)
     n = opts.num_images * len(rows)
     sampler = make_sampler(m.scheduler, opts.sampler, opts.steps)
     bar = lambda ts: tqdm(ts, desc=f"{opts.sampler} x{len(ts)}", unit="step")  # noqa: E731
-    guidance = opts.guidance if rows != [None] else 1.0
+    guidance = 1.0 if opts.classes == "none" else opts.guidance
     x = sample(m.unet.to(resolve_device(opts.device)), sampler, n, seed=opts.seed, labels=labels,
                guidance=guidance, progress=bar)
     return to_uint8(x), rows

@@ -104,3 +104,10 @@ def test_guidance_and_sampler_sweeps_report_every_class(cond_run, tmp_path):
                for r in g["rows"])
     assert [r["sampler"] for r in result["samplers"]] == ["ddim-2", "dpm-2"]
     assert all(r["fd_lite0"] > 0 and r["seconds"] > 0 for r in result["samplers"])
+
+
+def test_default_cycles_classes_and_none_is_unconditional(cond_run):
+    m = load_model(cond_run)
+    assert generate.class_labels(m, "", [None], 17).tolist() == list(range(15)) + [0, 1]
+    assert generate.class_labels(m, "none", [None], 3).tolist() == [15, 15, 15]
+    assert generate.class_labels(m, "book,potion", ["book", "potion"], 2).tolist() == [2, 2, 7, 7]
