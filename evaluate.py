@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from config import UserError, apply_overrides, preset, split_argv
 from dataset import load_folder, make_grid
+from generate import GenerateOptions, generate, postprocess
 
 FEATURE_BATCH = 128
 
@@ -47,8 +48,8 @@ class EvalOptions:
     samples: str = ""  # score a folder of images instead of sampling a model
     data_dir: str = ""  # reference data (default: the model's training data)
     num_samples: int = 0  # 0: as many as the data has images
-    sampler: str = "dpm"
-    steps: int = 0
+    sampler: str = GenerateOptions.sampler  # the same defaults as generate.py
+    steps: int = GenerateOptions.steps
     seed: int = 0
     classes: str = ""  # conditional models: as generate.py --class ('' cycles through all classes)
     guidance: float = 3.0
@@ -296,18 +297,17 @@ def probe_for(data, net) -> tuple:
 def guidance_sweep(m, opts: EvalOptions, data, net) -> dict:
     """For each guidance scale: the share of conditional samples the probe assigns to the class they
     were asked for (overall and per class), and their FD-Lite0 against the data."""
-    import generate
     if not m.cfg.conditional:
         raise UserError("--guidance_sweep needs a class-conditional model")
     probe, mean, std, held_acc = probe_for(data, net)
     f_data = features(data.images, net)
     rows = []
     for w in opts.guidance_sweep:
-        gopts = generate.GenerateOptions(num_images=opts.per_class, seed=opts.seed, classes="all",
+        gopts = GenerateOptions(num_images=opts.per_class, seed=opts.seed, classes="all",
                                          sampler=opts.sampler, steps=opts.steps, guidance=w,
                                          palette=opts.palette)
-        raw, _ = generate.generate(m, gopts)
-        images = generate.postprocess(raw, m, gopts)
+        raw, _ = generate(m, gopts)
+        images = postprocess(raw, m, gopts)
         want = torch.arange(len(m.classes)).repeat_interleave(opts.per_class)
         f = features(images, net)
         hit = (probe((f - mean) / std).argmax(1) == want).double()
@@ -323,19 +323,18 @@ def guidance_sweep(m, opts: EvalOptions, data, net) -> dict:
 
 def sampler_sweep(m, opts: EvalOptions, data, net) -> list[dict]:
     """FD-Lite0 and seconds of each sampler-steps setting, same model, same seeds, same count."""
-    import generate
     f_data = features(data.images, net)
     n = opts.num_samples or len(data.images)
     rows = []
     for spec in opts.sampler_sweep:
         name, _, steps = spec.partition("-")
-        gopts = generate.GenerateOptions(num_images=n, seed=opts.seed, sampler=name,
+        gopts = GenerateOptions(num_images=n, seed=opts.seed, sampler=name,
                                          steps=int(steps or 0), classes=opts.classes,
                                          guidance=opts.guidance, palette=opts.palette)
         t0 = time.perf_counter()
-        raw, _ = generate.generate(m, gopts)
+        raw, _ = generate(m, gopts)
         seconds = time.perf_counter() - t0
-        images = generate.postprocess(raw, m, gopts)
+        images = postprocess(raw, m, gopts)
         rows.append({"sampler": spec, "fd_lite0": frechet(features(images, net), f_data),
                      "seconds": seconds, "images_per_s": n / seconds})
         print(f"{spec}: FD-Lite0 {rows[-1]['fd_lite0']:.1f}, {seconds:.1f} s for {n} icons")
@@ -349,20 +348,19 @@ def get_samples(opts: EvalOptions):
         data = load_folder(cfg, log=lambda _: None)
         cfg_s = dataclasses.replace(cfg, data_dir=opts.samples, channels=data.images.shape[1])
         return load_folder(cfg_s, log=print).images, data.images
-    import generate
     from model import load_model
     m = load_model(opts.model or None, opts.out_dir)
     if opts.data_dir:
         m.cfg.data_dir = opts.data_dir
     data = load_folder(m.cfg, log=lambda _: None)
     n = opts.num_samples or len(data.images)
-    gopts = generate.GenerateOptions(num_images=n, seed=opts.seed, sampler=opts.sampler,
+    gopts = GenerateOptions(num_images=n, seed=opts.seed, sampler=opts.sampler,
                                      steps=opts.steps, classes=opts.classes, guidance=opts.guidance,
                                      palette=opts.palette)
     print(f"sampling {n} icons from {m.source} ({opts.sampler}"
           f"{'-' + str(opts.steps) if opts.steps else ''})")
-    raw, _ = generate.generate(m, gopts)
-    return generate.postprocess(raw, m, gopts), data.images
+    raw, _ = generate(m, gopts)
+    return postprocess(raw, m, gopts), data.images
 
 
 def main(argv: list[str]) -> int:
