@@ -73,8 +73,8 @@ class Config:
     sample_every: int = 1000  # steps between sample grids (0: only at the end)
     ckpt_every: int = 500  # steps between checkpoints
     num_samples: int = 16  # images in each training-time sample grid
-    sampler: str = "ddim"  # sampler of the training-time grids
-    sample_steps: int = 50
+    sampler: str = "dpm"  # sampler of the training-time grids
+    sample_steps: int = 20
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -36,7 +36,7 @@ class GenerateOptions:
     out_dir: str = "runs"  # where to look for the latest run
     num_images: int = 16  # in all; with --class, per class
     seed: int = 0
-    sampler: str = "ddim"
+    sampler: str = "dpm"  # the fastest within 5% of DDPM-1000's FD-Lite0 (README: samplers)
     steps: int = 0  # 0: the sampler's default
     classes: str = ""  # conditional models: names (comma-separated), 'all' (a row each), 'none'
     #                    (unconditional); default: the classes in turn
