@@ -10,7 +10,7 @@ Usage:
 Training variants of this repo's step (each a config change, nothing else): base, channels_last,
 bf16 (autocast), compile (torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of
 32 channels instead of diffusers' default 8: same parameters, far cheaper attention kernels).
-Sampling: ddpm-1000, ddim-50, dpm-20 for 16 icons; on a CPU the first --sample_cap steps are timed
+Sampling: ddpm-1000, ddim-50, dpm-10 for 16 icons; on a CPU the first --sample_cap steps are timed
 and the rest extrapolated linearly (every step is one UNet call), which the table says.
 """
 from __future__ import annotations

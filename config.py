@@ -74,7 +74,7 @@ class Config:
     ckpt_every: int = 500  # steps between checkpoints
     num_samples: int = 16  # images in each training-time sample grid
     sampler: str = "dpm"  # sampler of the training-time grids
-    sample_steps: int = 20
+    sample_steps: int = 10
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ samples/generated_images_sheet.png (a sprite sheet at native size), samples/gene
 icon at native size; RGBA models keep transparency) and samples/generated/raw/ (before snapping).
 Colours are snapped to the training data's palette (--colors=32) or to --palette=my.hex / my.gpl, with
 no dithering; --palette=none keeps the raw colours. Alpha is always snapped to 0 or 255.
-Samplers: ddpm (default 1000 steps), ddim (50), dpm (DPM-Solver++, 20); --steps overrides.
+Samplers: ddpm (default 1000 steps), ddim (50), dpm (DPM-Solver++, 10: the default); --steps overrides.
 """
 from __future__ import annotations
 

@@ -64,4 +64,4 @@ def test_bench_quick_measures_side_by_side(tmp_path):
     assert result["peak_gflops"] > 0 and result["gflop_per_step"] > 0
     assert all(r["images_per_s"] > 0 and 0 < r["peak_fraction"] for r in result["training"])
     assert result["training"][0]["vs_seed"] == 1.0
-    assert [r["sampler"] for r in result["sampling"]] == ["ddim-50", "dpm-20"]
+    assert [r["sampler"] for r in result["sampling"]] == ["ddim-50", "dpm-10"]
