@@ -134,7 +134,7 @@ def repo_step(cfg: Config, device: torch.device):
     """One step of train.py's own loop (Run.train_step), same model and batch."""
     import train
     acc = train.make_accelerator(cfg)
-    run = train.Run(cfg, train.TrainOptions(), Path(tempfile.gettempdir()),
+    run = train.Run(cfg, Path(tempfile.gettempdir()),
                     load_folder(cfg, log=lambda _: None), acc)
 
     def step():

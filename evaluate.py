@@ -370,25 +370,28 @@ def main(argv: list[str]) -> int:
         if "class" in pairs:
             pairs["classes"] = pairs.pop("class")
         apply_overrides([opts], pairs)
-        if opts.sampler_sweep or opts.guidance_sweep:
-            return run_sweeps(opts)
-        samples, data = get_samples(opts)
+        report = run_sweeps(opts) if opts.sampler_sweep or opts.guidance_sweep else run_score(opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = score(samples, data)
-    report["options"] = dataclasses.asdict(opts)
-    print_report(report)
-    if opts.nearest:
-        nearest_sheet(samples, data, Path(opts.nearest))
-        print(f"wrote {opts.nearest}")
     if opts.json:
         Path(opts.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {opts.json}")
     return 0
 
 
-def run_sweeps(opts: EvalOptions) -> int:
+def run_score(opts: EvalOptions) -> dict:
+    samples, data = get_samples(opts)
+    report = score(samples, data)
+    report["options"] = dataclasses.asdict(opts)
+    print_report(report)
+    if opts.nearest:
+        nearest_sheet(samples, data, Path(opts.nearest))
+        print(f"wrote {opts.nearest}")
+    return report
+
+
+def run_sweeps(opts: EvalOptions) -> dict:
     from model import load_model
     m = load_model(opts.model or None, opts.out_dir)
     if opts.data_dir:
@@ -400,10 +403,7 @@ def run_sweeps(opts: EvalOptions) -> int:
         result["samplers"] = sampler_sweep(m, opts, data, net)
     if opts.guidance_sweep:
         result["guidance"] = guidance_sweep(m, opts, data, net)
-    if opts.json:
-        Path(opts.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {opts.json}")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -175,8 +175,8 @@ def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch
 class Run:
     """State and files of one training run; the main process writes, every process trains."""
 
-    def __init__(self, cfg: Config, opts: TrainOptions, folder: Path, data: PixelData, acc):
-        self.cfg, self.opts, self.folder, self.data, self.acc = cfg, opts, folder, data, acc
+    def __init__(self, cfg: Config, folder: Path, data: PixelData, acc):
+        self.cfg, self.folder, self.data, self.acc = cfg, folder, data, acc
         self.num_classes = len(data.classes)
         torch.manual_seed(cfg.seed)  # model init (and dropout) from the global generator
         unet = build_unet(cfg, self.num_classes)
@@ -344,7 +344,7 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
     if acc.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, folder / "config.json")
-    run = Run(cfg, opts, folder, data, acc)
+    run = Run(cfg, folder, data, acc)
     if opts.resume:
         run.restore()
     acc.wait_for_everyone()
