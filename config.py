@@ -58,6 +58,7 @@ class Config:
     grad_accum: int = 1
     epochs: int = 500
     max_steps: int = 0  # > 0 overrides epochs
+    max_minutes: float = 0.0  # > 0: also stop (and export) after this many minutes of training steps
     grad_clip: float = 1.0  # 0 disables
     ema_decay: float = 0.999
     mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
@@ -101,7 +102,7 @@ def preset(name: str, **overrides: Any) -> Config:
     """A Config from a named preset plus keyword overrides (validated)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    cfg = dataclasses.replace(Config(), **PRESETS[name], **overrides)
+    cfg = dataclasses.replace(Config(), **{**PRESETS[name], **overrides})
     validate(cfg)
     return cfg
 
@@ -121,7 +122,7 @@ def validate(cfg: Config) -> None:
                 "num_train_timesteps", "grad_accum",
                 "log_every", "ckpt_every", "num_samples", "sample_steps"):
         need(getattr(cfg, key) > 0, f"{key} must be positive, got {getattr(cfg, key)}")
-    for key in ("epochs", "max_steps", "warmup_steps", "weight_decay", "grad_clip",
+    for key in ("epochs", "max_steps", "max_minutes", "warmup_steps", "weight_decay", "grad_clip",
                 "sample_every", "threads", "dropout"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
     for key in ("flip_p", "class_dropout", "ema_decay"):

@@ -35,7 +35,7 @@ from model import EMA, build_scheduler, build_unet, export, latest_run, load_che
     make_sampler, sample
 
 # Keys that may change when a run is resumed: they do not alter the training trajectory.
-RESUMABLE = {"epochs", "max_steps", "log_every", "sample_every", "ckpt_every", "device", "threads",
+RESUMABLE = {"epochs", "max_steps", "max_minutes", "log_every", "sample_every", "ckpt_every", "device", "threads",
              "num_samples", "sample_steps", "sampler"}
 
 
@@ -192,6 +192,7 @@ class Run:
         self.images = data.images.to(acc.device)  # the whole dataset lives on the training device
         self.labels = data.labels.to(acc.device)
         self.step = 0
+        self.seconds = 0.0  # time spent in training steps (not in sample grids or checkpoints)
         self.global_batch = cfg.batch_size * cfg.grad_accum * acc.num_processes
         self.total = total_steps(cfg, len(data.images), self.global_batch)
         self.pending: list[torch.Tensor] = []  # losses not yet written (kept on device: no sync)
@@ -202,7 +203,8 @@ class Run:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"step": self.step, "unet": self.acc.unwrap_model(self.unet).state_dict(),
+        return {"step": self.step, "seconds": self.seconds,
+                "unet": self.acc.unwrap_model(self.unet).state_dict(),
                 "ema": self.ema.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "lr_scheduler": self.lr_sched.state_dict(),
                 "config": config_mod.to_dict(self.cfg), "classes": self.data.classes, "rng": rng}
@@ -232,11 +234,15 @@ class Run:
         self.ema.model.load_state_dict(ckpt["ema"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.step = ckpt["step"]
+        self.seconds = ckpt.get("seconds", 0.0)
         self.lr_sched.load_state_dict(ckpt["lr_scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self.truncate_losses()
+
+    def out_of_time(self) -> bool:
+        return bool(self.cfg.max_minutes) and self.seconds >= self.cfg.max_minutes * 60
 
     # --- logs
     def log(self, msg: str, warning: bool = False) -> None:
@@ -359,10 +365,15 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
     tick, tick_step = time.perf_counter(), run.step
     try:
         while run.step < run.total:
+            start = time.perf_counter()
             run.train_step()
+            run.seconds += time.perf_counter() - start
             at = run.step
             if at % cfg.log_every == 0 or at == run.total or at % cfg.ckpt_every == 0:
                 run.flush_losses()
+                if _any(run.out_of_time(), acc):  # checked where processes sync anyway
+                    run.log(f"time budget of {cfg.max_minutes:g} min reached at step {at}")
+                    break
                 now = time.perf_counter()
                 ips = (at - tick_step) * run.global_batch / max(now - tick, 1e-9)
                 tick, tick_step = now, at
@@ -374,7 +385,7 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
             if cfg.sample_every and at % cfg.sample_every == 0 and at < run.total:
                 run.save_samples()
                 tick = time.perf_counter()  # images/s counts training only
-            if _should_stop(stop, acc):
+            if _any(stop["flag"], acc):
                 run.flush_losses()
                 run.save_checkpoint()
                 run.plot_losses()
@@ -394,7 +405,8 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
         except OSError as e:
             raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
                             "checkpoint is kept: free some space and run train.py --resume") from None
-        run.log(f"done: {run.total} steps; model in {model_dir}, samples in {folder / 'samples'}")
+        run.log(f"done: {run.step} steps in {run.seconds / 60:.1f} min of training; model in "
+                f"{model_dir}, samples in {folder / 'samples'}")
     return model_dir
 
 
@@ -410,11 +422,11 @@ def _install_signal_handlers() -> dict:
     return stop
 
 
-def _should_stop(stop: dict, acc) -> bool:
+def _any(flag: bool, acc) -> bool:
     """Every process must stop at the same step; with several, agree on it (max of the flags)."""
     if acc.num_processes == 1:
-        return stop["flag"]
-    flag = torch.tensor(float(stop["flag"]), device=acc.device)
+        return flag
+    flag = torch.tensor(float(flag), device=acc.device)
     return bool(acc.reduce(flag, "max").item())
 
 

@@ -1,0 +1,185 @@
+"""Choose the training recipe by measurement: FD-Lite0 against minutes of training, side by side.
+
+Each candidate is a preset plus config overrides (values only, no code forks). It trains with
+train.py's own loop under a time budget (--max_minutes), stops at each mark of --minutes and is scored
+there: samples of its EMA weights (the generate.py defaults: DPM-Solver++ 10 steps, guidance 3 for
+conditional models, raw colours) against its training data, FD-Lite0 and KID in evaluate.py's
+features, beside the floor (the data's mirror images at the same count). A later call with higher
+marks resumes each run exactly where it stopped, so successive halving is two calls. Rows go to one
+JSON-lines file: candidates may train in separate processes (on 2 cores: two at once, one thread each).
+
+Usage:
+    python recipes.py --list                                          # the candidates
+    python recipes.py --candidates=cpu,cpu-v --minutes=3,6 --threads=1   # train and score
+    python recipes.py --candidates=cpu-v --minutes=12,18 --threads=1     # carry on to later marks
+    python recipes.py --report                # markdown table + samples/recipes.png (FD vs minutes)
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from config import UserError, apply_overrides, preset, split_argv
+from dataset import load_folder
+
+# name: (preset, overrides, what it tests)
+CANDIDATES: dict[str, tuple[str, dict, str]] = {
+    "seed": ("seed", {}, "the reference setup: 14.7M UNet, Adam 1e-4, RGB, unconditional"),
+    "cpu": ("cpu", {}, "2.6M UNet, AdamW 4e-4 + warm-up, min-SNR, EMA, RGBA, class-conditional"),
+    "cpu-v": ("cpu", dict(prediction_type="v_prediction"), "cpu, predicting v instead of the noise"),
+    "cpu-cosine": ("cpu", dict(beta_schedule="squaredcos_cap_v2"), "cpu, cosine noise schedule"),
+    "cpu-rgb": ("cpu", dict(channels=3), "cpu, RGB on black instead of RGBA"),
+    "cpu-lr": ("cpu", dict(lr=8e-4), "cpu, twice the learning rate"),
+    "cpu-uncond": ("cpu", dict(conditional=False), "cpu, unconditional"),
+    "cpu-head32": ("cpu", dict(attention_head_dim=32), "cpu, 2 attention heads of 32 instead of 8 of 8"),
+}
+
+
+@dataclass
+class RecipeOptions:
+    candidates: tuple[str, ...] = ()
+    minutes: tuple[float, ...] = (3.0, 6.0)  # marks: minutes of training at which to score
+    threads: int = 1
+    num_samples: int = 128
+    seed: int = 0
+    out_dir: str = "runs/recipes"
+    report: bool = False
+    list: bool = False
+    plot: str = "samples/recipes.png"
+
+
+def results_path(opts: RecipeOptions) -> Path:
+    return Path(opts.out_dir) / "results.jsonl"
+
+
+def read_rows(opts: RecipeOptions) -> list[dict]:
+    path = results_path(opts)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
+    """Train (or resume) the candidate's run until `minutes` of training; returns its run folder."""
+    from train import TrainOptions, train
+    base, overrides, _ = CANDIDATES[name]
+    folder = Path(opts.out_dir) / name
+    run_keys = dict(run_name=name, out_dir=opts.out_dir, threads=opts.threads, seed=opts.seed,
+                    max_steps=10**7, max_minutes=minutes, sample_every=0, log_every=1)
+    cfg = preset(base, **overrides, **run_keys)
+    resume = (folder / "checkpoint.pt").exists()
+    train(cfg, TrainOptions(resume=resume), folder)
+    return folder
+
+
+def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
+    """FD-Lite0 and KID of the run's exported EMA weights, and the floor at the same sample count."""
+    from evaluate import features, frechet, kid
+    from generate import GenerateOptions, generate, postprocess
+    from model import load_checkpoint, load_model
+    m = load_model(folder / "model")
+    ckpt = load_checkpoint(folder / "checkpoint.pt")
+    data = load_folder(m.cfg, log=lambda _: None).images
+    gopts = GenerateOptions(num_images=opts.num_samples, seed=opts.seed, palette="none")
+    start = time.perf_counter()
+    samples = postprocess(generate(m, gopts)[0], m, gopts)
+    seconds = time.perf_counter() - start
+    f_data = features(data, net)
+    ref = data.flip(-1)[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))]
+    f_ref = features(ref[:opts.num_samples], net)
+    f_s = features(samples, net)
+    return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 2), "step": ckpt["step"],
+            "params_m": round(sum(p.numel() for p in m.unet.parameters()) / 1e6, 2),
+            "fd_lite0": frechet(f_s, f_data), "kid": kid(f_s, f_data)[0],
+            "floor_fd": frechet(f_ref, f_data), "num_samples": opts.num_samples,
+            "sample_seconds": round(seconds, 1), "threads": opts.threads}
+
+
+def run(opts: RecipeOptions) -> None:
+    from evaluate import lite0
+    unknown = [c for c in opts.candidates if c not in CANDIDATES]
+    if unknown or not opts.candidates:
+        raise UserError(f"--candidates: pick from {', '.join(CANDIDATES)} (got {', '.join(unknown)})")
+    torch.set_num_threads(opts.threads)
+    net = lite0()
+    for name in opts.candidates:
+        for mark in sorted(opts.minutes):
+            done = [r for r in read_rows(opts) if r["candidate"] == name and r["mark"] >= mark]
+            if done:
+                continue
+            folder = train_to(name, mark, opts)
+            row = {"mark": mark, **measure(name, folder, opts, net)}
+            print(f"{name} at {row['minutes']} min (step {row['step']}): FD-Lite0 "
+                  f"{row['fd_lite0']:.0f} (floor {row['floor_fd']:.0f})")
+            with results_path(opts).open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def report(opts: RecipeOptions) -> str:
+    """A markdown table (FD-Lite0 at each mark, best first by the last mark all share) and the curve."""
+    rows = read_rows(opts)
+    if not rows:
+        raise UserError(f"no results in {results_path(opts)}: run with --candidates first")
+    names = list(dict.fromkeys(r["candidate"] for r in rows))
+    by = {n: sorted((r for r in rows if r["candidate"] == n), key=lambda r: r["mark"]) for n in names}
+    marks = sorted({r["mark"] for r in rows})
+    shared = min(by[n][-1]["mark"] for n in names)
+    at = lambda n, mk: next((r for r in by[n] if r["mark"] == mk), None)  # noqa: E731
+    names.sort(key=lambda n: at(n, shared)["fd_lite0"] if at(n, shared) else float("inf"))
+    head = ["candidate", "what it tests", "params", "steps/min"] + [f"FD @ {m:g} min" for m in marks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in names:
+        last = by[n][-1]
+        cells = [f"`{n}`", CANDIDATES[n][2], f"{last['params_m']}M",
+                 f"{last['step'] / last['minutes']:.0f}"]
+        cells += [f"{at(n, m)['fd_lite0']:.0f}" if at(n, m) else "" for m in marks]
+        lines.append("| " + " | ".join(cells) + " |")
+    floor = rows[0]["floor_fd"]
+    lines.append(f"\nFloor (the data's mirror images, {rows[0]['num_samples']} icons): {floor:.0f}. "
+                 f"Each run used {rows[0]['threads']} thread(s).")
+    plot(by, floor, Path(opts.plot))
+    return "\n".join(lines)
+
+
+def plot(by: dict[str, list[dict]], floor: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rs in by.items():
+        ax.plot([r["minutes"] for r in rs], [r["fd_lite0"] for r in rs], marker="o", label=name)
+    ax.axhline(floor, color="grey", ls="--", lw=1, label="floor (mirror images)")
+    ax.set(xlabel="minutes of training (1 thread each)", ylabel="FD-Lite0 (lower is better)",
+           title="Recipes at equal wall-clock")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    opts = RecipeOptions()
+    try:
+        apply_overrides([opts], split_argv(argv))
+        if opts.list:
+            for name, (base, overrides, what) in CANDIDATES.items():
+                print(f"{name:12s} --preset={base} {' '.join(f'--{k}={v}' for k, v in overrides.items())}"
+                      f"   # {what}")
+        elif opts.report:
+            print(report(opts))
+            print(f"wrote {opts.plot}")
+        else:
+            Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
+            run(opts)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
