@@ -85,7 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # probes (PROBES.md), AdamW with warm-up, min-SNR weighting, class-conditional, RGBA.
     "cpu": dict(
         block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
-        optimizer="adamw", lr=4e-4, warmup_steps=100, ema_decay=0.998, loss_weighting="min_snr",
+        optimizer="adamw", lr=8e-4, warmup_steps=100, ema_decay=0.998, loss_weighting="min_snr",
+        prediction_type="v_prediction",
         max_steps=8000, sample_every=1000, ckpt_every=250,
     ),
     # Seconds on a CPU: a tiny model for tests and a first look at the pipeline.

@@ -13,6 +13,11 @@ def test_overrides_are_typed():
     assert cfg.conditional is True and cfg.flip_p == 0.0 and cfg.run_name == "x"
 
 
+def test_keyword_overrides_replace_preset_values():
+    cfg = config.preset("cpu", max_steps=5, lr=1e-3)
+    assert cfg.max_steps == 5 and cfg.lr == 1e-3 and cfg.channels == 4  # the rest of the preset stays
+
+
 def test_seed_preset_is_the_reference_setup():
     cfg = parse_args([])
     assert cfg.block_out_channels == (64, 128, 256) and cfg.layers_per_block == 2

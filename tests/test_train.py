@@ -73,6 +73,20 @@ def test_resume_reproduces_the_losses_exactly(tmp_path):
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
 
 
+def test_time_budget_stops_exports_and_resumes(tmp_path):
+    """--max_minutes stops at the first check past the budget (here: after step 1), exports the
+    model and records the training time; the run then resumes to the same losses as an unbroken one."""
+    assert train.main(smoke_argv(tmp_path, "whole")) == 0
+    assert train.main(smoke_argv(tmp_path, "timed", "--max_minutes=1e-7")) == 0
+    ckpt = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 1 and ckpt["seconds"] > 0
+    assert (tmp_path / "timed" / "model" / "pixelart.json").is_file()
+    assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=timed", "--max_minutes=0"]) == 0
+    assert losses(tmp_path / "timed") == losses(tmp_path / "whole")
+    later = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
+    assert later["step"] == 6 and later["seconds"] > ckpt["seconds"]
+
+
 def test_same_seed_same_samples_and_matches_diffusers_pipeline(smoke_run):
     m = load_model(smoke_run)
     x1 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=3)

@@ -1,0 +1,34 @@
+"""The recipe study: a candidate trains to each time mark, is scored there, and the report ranks it."""
+import json
+
+import recipes
+
+
+def test_candidates_are_valid_configs():
+    from config import preset
+    for base, overrides, _ in recipes.CANDIDATES.values():
+        preset(base, **overrides)  # raises on an unknown key or a bad value
+
+
+def test_marks_resume_score_and_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny", ("smoke", {}, "the smoke model"))
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny-lr", ("smoke", {"lr": 1e-4}, "a lower lr"))
+    common = ["--num_samples=4", f"--out_dir={tmp_path}"]
+    assert recipes.main(["--candidates=tiny,tiny-lr", "--minutes=1e-7", *common]) == 0
+    assert recipes.main(["--candidates=tiny", "--minutes=1e-7,0.001", *common]) == 0  # only the new mark
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["candidate"], r["mark"]) for r in rows] == [("tiny", 1e-7), ("tiny-lr", 1e-7),
+                                                           ("tiny", 0.001)]
+    assert rows[0]["step"] == 1 and rows[2]["step"] > 1  # the later mark resumed the first run
+    assert all(r["fd_lite0"] > 0 and r["floor_fd"] > 0 for r in rows)
+    capsys.readouterr()
+    plot = tmp_path / "curve.png"
+    assert recipes.main([f"--out_dir={tmp_path}", "--report", f"--plot={plot}"]) == 0
+    out = capsys.readouterr().out
+    assert "| `tiny` |" in out and "| `tiny-lr` |" in out and "`tiny` alone at 0.001 min" in out
+    assert plot.stat().st_size > 0
+
+
+def test_unknown_candidate_is_one_line_error(capsys):
+    assert recipes.main(["--candidates=nope"]) == 2
+    assert "pick from" in capsys.readouterr().err
