@@ -80,7 +80,9 @@ def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
                     max_steps=10**7, max_minutes=minutes, sample_every=0, log_every=1)
     cfg = preset(base, **overrides, **run_keys)
     resume = (folder / "checkpoint.pt").exists()
-    train(cfg, TrainOptions(resume=resume), folder)
+    if train(cfg, TrainOptions(resume=resume), folder) == folder:  # Ctrl-C / SIGTERM: no export
+        raise UserError(f"{name} was interrupted before {minutes:g} min; run the same command "
+                        "again to resume it")
     return folder
 
 

@@ -32,3 +32,13 @@ def test_marks_resume_score_and_report(tmp_path, monkeypatch, capsys):
 def test_unknown_candidate_is_one_line_error(capsys):
     assert recipes.main(["--candidates=nope"]) == 2
     assert "pick from" in capsys.readouterr().err
+
+
+def test_an_interrupted_candidate_is_not_scored(tmp_path, monkeypatch, capsys):
+    """train() returns the run folder, not its export, when Ctrl-C or SIGTERM stopped it: the stale
+    export must not be scored as if it had reached the mark."""
+    import train
+    monkeypatch.setattr(train, "train", lambda cfg, opts, folder: folder)
+    assert recipes.main(["--candidates=cpu-start", "--minutes=1", f"--out_dir={tmp_path}"]) == 2
+    assert "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()
