@@ -102,7 +102,7 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
     ref = data.flip(-1)[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))]
     f_ref = features(ref[:opts.num_samples], net)
     f_s = features(samples, net)
-    return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 2), "step": ckpt["step"],
+    return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"],
             "params_m": round(sum(p.numel() for p in m.unet.parameters()) / 1e6, 2),
             "fd_lite0": frechet(f_s, f_data), "kid": kid(f_s, f_data)[0],
             "floor_fd": frechet(f_ref, f_data), "num_samples": opts.num_samples,
@@ -152,7 +152,7 @@ def report(opts: RecipeOptions) -> str:
     for n in sorted(names, key=rank):
         last = [at[n, m] for m in marks if (n, m) in at][-1]
         cells = [f"`{n}`", CANDIDATES[n][2], f"{last['params_m']}M",
-                 f"{last['step'] / last['minutes']:.0f}"]
+                 f"{last['step'] / last['minutes']:.0f}" if last["minutes"] else "-"]
         cells += [f"{at[n, m]['fd_lite0']:.0f}" if (n, m) in at else "" for m in marks]
         lines.append("| " + " | ".join(cells) + " |")
     floor = rows[0]["floor_fd"]
