@@ -35,8 +35,8 @@ from model import EMA, build_scheduler, build_unet, export, latest_run, load_che
     make_sampler, sample
 
 # Keys that may change when a run is resumed: they do not alter the training trajectory.
-RESUMABLE = {"epochs", "max_steps", "max_minutes", "log_every", "sample_every", "ckpt_every", "device", "threads",
-             "num_samples", "sample_steps", "sampler"}
+RESUMABLE = {"epochs", "max_steps", "max_minutes", "log_every", "sample_every", "ckpt_every", "device",
+             "threads", "num_samples", "sample_steps", "sampler"}
 
 
 @dataclass
@@ -371,7 +371,7 @@ def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
             at = run.step
             if at % cfg.log_every == 0 or at == run.total or at % cfg.ckpt_every == 0:
                 run.flush_losses()
-                if _any(run.out_of_time(), acc):  # checked where processes sync anyway
+                if cfg.max_minutes and _any(run.out_of_time(), acc):  # where processes sync anyway
                     run.log(f"time budget of {cfg.max_minutes:g} min reached at step {at}")
                     break
                 now = time.perf_counter()
