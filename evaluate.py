@@ -205,14 +205,17 @@ def semi_transparent(images: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- the report
 
+def floor_images(data: torch.Tensor, n: int) -> torch.Tensor:
+    """The floor: the data's mirror images, as many as there are samples (FD depends on the count)."""
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    return data.flip(-1)[perm[:min(n, len(data))]]
+
+
 def score(samples: torch.Tensor, data: torch.Tensor, net=None) -> dict:
     """Every metric for samples against data, each beside its floor (the data's mirror image)."""
     from scipy.stats import wasserstein_distance
     net = net or lite0()
-    n = min(len(samples), len(data))
-    # The floor: the data's mirror images, as many as there are samples (FD depends on the count).
-    ref = data.flip(-1)
-    ref = ref[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]]
+    ref = floor_images(data, len(samples))
     f_data, f_s, f_ref = features(data, net), features(samples, net), features(ref, net)
     report = {"num_samples": len(samples), "num_data": len(data)}
     for name, s, fs in (("samples", samples, f_s), ("floor", ref, f_ref)):

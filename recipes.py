@@ -10,7 +10,7 @@ JSON-lines file: candidates may train in separate processes (on 2 cores: two at 
 
 Usage:
     python recipes.py --list                                          # the candidates
-    python recipes.py --candidates=cpu,cpu-v --minutes=3,6 --threads=1   # train and score
+    python recipes.py --candidates=cpu-start,cpu-v --minutes=3,6 --threads=1   # train and score
     python recipes.py --candidates=cpu-v --minutes=12,18 --threads=1     # carry on to later marks
     python recipes.py --report                # markdown table + samples/recipes.png (FD vs minutes)
 """
@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from config import UserError, apply_overrides, preset, split_argv
-from dataset import load_folder
 
 # The cpu preset as it was before this study; each candidate changes one or two of its values.
 # The winner, cpu-v-lr, is the cpu preset now (README: choosing the recipe).
@@ -87,23 +86,19 @@ def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
 
 
 def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
-    """FD-Lite0 and KID of the run's exported EMA weights, and the floor at the same sample count."""
-    from evaluate import features, frechet, kid
-    from generate import GenerateOptions, generate, postprocess
-    from model import load_checkpoint, load_model
-    m = load_model(folder / "model")
+    """FD-Lite0 and KID of the run's exported EMA weights (sampled as evaluate.py samples them),
+    and the floor at the same sample count."""
+    from evaluate import EvalOptions, features, floor_images, frechet, get_samples, kid
+    from model import load_checkpoint
     ckpt = load_checkpoint(folder / "checkpoint.pt")
-    data = load_folder(m.cfg, log=lambda _: None).images
-    gopts = GenerateOptions(num_images=opts.num_samples, seed=opts.seed, palette="none")
     start = time.perf_counter()
-    samples = postprocess(generate(m, gopts)[0], m, gopts)
+    samples, data = get_samples(EvalOptions(model=str(folder / "model"), num_samples=opts.num_samples,
+                                            seed=opts.seed))
     seconds = time.perf_counter() - start
-    f_data = features(data, net)
-    ref = data.flip(-1)[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))]
-    f_ref = features(ref[:opts.num_samples], net)
-    f_s = features(samples, net)
+    f_data, f_s = features(data, net), features(samples, net)
+    f_ref = features(floor_images(data, opts.num_samples), net)
     return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"],
-            "params_m": round(sum(p.numel() for p in m.unet.parameters()) / 1e6, 2),
+            "params_m": round(sum(t.numel() for t in ckpt["ema"].values()) / 1e6, 2),
             "fd_lite0": frechet(f_s, f_data), "kid": kid(f_s, f_data)[0],
             "floor_fd": frechet(f_ref, f_data), "num_samples": opts.num_samples,
             "sample_seconds": round(seconds, 1), "threads": opts.threads}
