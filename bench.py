@@ -1,20 +1,22 @@
-"""Speed, measured side by side in one run on the current device: the seed's training loop against this
-repo's training step (same model, same batch), the device's matmul peak, and the samplers.
+"""Speed, measured side by side in one run on the current device: the seed's training loop against
+train.py's own loop (same model, same batch), the device's matmul peak, and the samplers.
 
 Usage:
-    python bench.py --quick                      # under a minute on a CPU: smoke-sized timings
-    python bench.py                              # reference model (seed preset), batch 16
-    python bench.py --preset=cpu --variants=base,channels_last,bf16,compile --json=bench.json
-    python bench.py --batch_size=128 --lr_scale   # GPU: larger batch (lr scaled linearly)
+    python bench.py --quick                      # seconds on a CPU: smoke-sized timings
+    python bench.py --variants=base,attn_head32  # the reference model (seed preset), batch 16
+    python bench.py --preset=cpu --variants=base,bf16,compile --json=bench.json
+    python bench.py --batch_size=128 --lr_scale --variants=base,bf16,compile   # a GPU: a larger batch
 
-Training variants of this repo's step (each a config change, nothing else): base, channels_last,
-bf16 (autocast), compile (torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of
-32 channels instead of diffusers' default 8: same parameters, far cheaper attention kernels).
-Sampling: ddpm-1000, ddim-50, dpm-10 for 16 icons; on a CPU the first --sample_cap steps are timed
-and the rest extrapolated linearly (every step is one UNet call), which the table says.
+Variants of this repo's loop (each a config change, nothing else): base, bf16 (autocast), compile
+(torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of 32 channels instead of
+diffusers' default 8: same parameters, far cheaper attention kernels). The repo's loop is timed from
+the training seconds train.py logs per step, after one warm-up step. Sampling: 16 sprites with each
+sampler at its default steps; on a CPU the first 10 steps are timed and the rest extrapolated
+(every step is one UNet call), which the table says.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import platform
@@ -28,28 +30,24 @@ import torch
 import torch.nn.functional as F
 
 import config as config_mod
-from config import Config, UserError
+from config import Config, UserError, option, script
 from dataset import list_images, load_folder, resolve_dir
-from model import build_scheduler, build_unet, make_sampler, sample
+from model import SAMPLERS, build_scheduler, build_unet, sample
 
-VARIANTS = {"base": {}, "channels_last": {"channels_last": True}, "bf16": {"mixed_precision": "bf16"},
-            "compile": {"compile": True}, "threads1": {"threads": 1},
-            "attn_head32": {"attention_head_dim": 32}}
+VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
+            "threads1": {"threads": 1}, "attn_head32": {"attention_head_dim": 32}}
 
 
 @dataclass
 class BenchOptions:
-    quick: bool = False  # smoke model, few steps: under a minute on a CPU
-    steps: int = 5  # timed training steps per loop and round (after warm-up)
-    warmup: int = 1
-    rounds: int = 3  # loops take turns; each keeps its best round
-    variants: tuple[str, ...] = ("base",)
-    samplers: tuple[str, ...] = ("ddpm", "ddim", "dpm")
-    sample_images: int = 16
-    sample_cap: int = 0  # time at most this many sampler steps, extrapolate the rest (0: CPU 10, GPU all)
-    skip_seed: bool = False
-    lr_scale: bool = False  # scale lr linearly with batch_size / 16
-    json: str = ""
+    quick: bool = option(False, "the smoke model (unless --preset), 3 timed steps, 1 round, 5 sampler "
+                                "steps: seconds on a CPU")
+    timed_steps: int = option(5, "training steps timed per loop and round, after one warm-up step")
+    rounds: int = option(3, "the loops take turns this many times; each keeps its best round")
+    variants: tuple[str, ...] = option(("base",), "this repo's step with: " + ", ".join(VARIANTS))
+    samplers: tuple[str, ...] = option(tuple(SAMPLERS), "samplers to time at their default steps")
+    lr_scale: bool = option(False, "scale lr linearly with batch_size / 16 (for a large GPU batch)")
+    json: str = option("", "also write the results to this JSON file")
 
 
 def sync(device: torch.device) -> None:
@@ -76,24 +74,25 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * n ** 3 / timed(lambda: a @ b, reps, device) / 1e9
 
 
-def train_flops(cfg: Config, device: torch.device) -> float:
+def train_flops(cfg: Config, num_classes: int, device: torch.device) -> float:
     """FLOP of one training step (forward + backward) at cfg.batch_size, counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
-    unet = build_unet(cfg).to(device)
+    unet = build_unet(cfg, num_classes).to(device)
     x = torch.randn(cfg.batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device)
-    t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), device=device)
+    t = torch.randint(0, 1000, (cfg.batch_size,), device=device)
+    labels = torch.zeros(cfg.batch_size, dtype=torch.long, device=device) if cfg.conditional else None
     with FlopCounterMode(display=False) as counter:
-        F.mse_loss(unet(x, t).sample, x).backward()
+        F.mse_loss(unet(x, t, class_labels=labels).sample, x).backward()
     return counter.get_total_flops()
 
 
-def seed_step(cfg: Config, device: torch.device):
-    """One step of the original seed script's loop, reproduced: PIL files opened per item, torchvision
-    Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a DataLoader of
-    batch 16 with shuffling, eager fp32, Adam, MSE on the noise."""
+def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
+    """Seconds per step of the original seed script's loop, reproduced: PIL files opened per item,
+    torchvision Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a
+    DataLoader of batch 16 with shuffling, eager fp32, Adam, MSE on the noise."""
+    from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
-    from PIL import Image
 
     files = [p for p, _ in list_images(resolve_dir(cfg.data_dir))]
     tf = T.Compose([T.Resize((cfg.image_size, cfg.image_size)), T.RandomHorizontalFlip(),
@@ -127,57 +126,53 @@ def seed_step(cfg: Config, device: torch.device):
         loss.backward()
         opt.step()
 
-    return step
+    timed(step, 1, device)  # warm-up
+    return timed(step, opts.timed_steps, device)
 
 
-def repo_step(cfg: Config, device: torch.device):
-    """One step of train.py's own loop (Run.train_step), same model and batch."""
+def repo_round(cfg: Config, opts: BenchOptions) -> float:
+    """Seconds per step of train.py's own loop (train.train), same model and batch: the steps after
+    the first, from the training seconds it logs for each step."""
     import train
-    acc = train.make_accelerator(cfg)
-    run = train.Run(cfg, Path(tempfile.gettempdir()),
-                    load_folder(cfg, log=lambda _: None), acc)
-
-    def step():
-        run.train_step()
-        run.pending.clear()
-
-    return step
+    with tempfile.TemporaryDirectory() as tmp:
+        run = dataclasses.replace(cfg, max_steps=1 + opts.timed_steps, log_every=1, ckpt_every=10**9,
+                                  sample_every=0, num_samples=0, out_dir=tmp, run_name="bench")
+        train.train(run, Path(tmp) / "bench")
+        seconds = [float(r["seconds"]) for r in csv.DictReader((Path(tmp) / "bench" / "losses.csv").open())]
+    return (seconds[-1] - seconds[0]) / opts.timed_steps
 
 
-def compare_loops(loops: dict, cfg: Config, device: torch.device, opts: BenchOptions) -> list[dict]:
+def compare_loops(loops: dict, cfg: Config, opts: BenchOptions) -> list[dict]:
     """Images/s of each loop. Loops take turns over several rounds and each keeps its best round, so a
     slow spell of a shared machine does not land on one side of a ratio."""
     best = {name: float("inf") for name in loops}
     for _ in range(opts.rounds):
-        for name, make in loops.items():
-            step = make()  # built afresh each round: variants may differ in global state (precision)
-            timed(step, opts.warmup, device)
-            best[name] = min(best[name], timed(step, opts.steps, device))
-    return [{"loop": name, "images_per_s": cfg.batch_size * cfg.grad_accum / s}
-            for name, s in best.items()]
+        for name, run_round in loops.items():
+            best[name] = min(best[name], run_round())
+    return [{"loop": name, "images_per_s": cfg.batch_size / s} for name, s in best.items()]
 
 
-def sampling(cfg: Config, device: torch.device, opts: BenchOptions) -> list[dict]:
-    """Seconds for opts.sample_images icons with each sampler at its default step count."""
-    unet = build_unet(cfg).to(device).eval()
+def sampling(cfg: Config, num_classes: int, device: torch.device, opts: BenchOptions) -> list[dict]:
+    """Seconds for 16 sprites with each sampler at its default step count (guided, for conditional
+    models). On a CPU the first few steps are timed and the rest extrapolated: each step is one UNet call."""
+    unet = build_unet(cfg, num_classes).to(device).eval()
     scheduler = build_scheduler(cfg)
-    cap = opts.sample_cap or (10 if device.type == "cpu" else 10_000)
+    labels = torch.zeros(16, dtype=torch.long) if cfg.conditional else None
+    cap = 5 if opts.quick else 10 if device.type == "cpu" else 10**6
     rows = []
     for name in opts.samplers:
-        full = make_sampler(scheduler, name)
-        n_steps = len(full.timesteps)
-        timed_steps = min(cap, n_steps)
-        sampler = make_sampler(scheduler, name)
-        sampler.timesteps = sampler.timesteps[:timed_steps]  # the first k steps of the real schedule
-        sample(unet, make_sampler(scheduler, name, 2), opts.sample_images)  # warm-up
+        if name not in SAMPLERS:
+            raise UserError(f"unknown sampler {name!r}; samplers: {', '.join(SAMPLERS)}")
+        n_steps = SAMPLERS[name][1]
+        k = min(cap, n_steps)
+        sample(unet, scheduler, 16, labels=labels, sampler=name, steps=2)  # warm-up
         sync(device)
         t0 = time.perf_counter()
-        sample(unet, sampler, opts.sample_images)
+        sample(unet, scheduler, 16, labels=labels, sampler=name, steps=k)
         sync(device)
-        seconds = (time.perf_counter() - t0) * n_steps / timed_steps
-        rows.append({"sampler": f"{name}-{n_steps}", "seconds": seconds,
-                     "images_per_s": opts.sample_images / seconds,
-                     "timed_steps": timed_steps, "extrapolated": timed_steps < n_steps})
+        seconds = (time.perf_counter() - t0) * n_steps / k
+        rows.append({"sampler": f"{name}-{n_steps}", "seconds": seconds, "images_per_s": 16 / seconds,
+                     "timed_steps": k, "extrapolated": k < n_steps})
     return rows
 
 
@@ -187,36 +182,35 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
     device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    data = load_folder(cfg, log=lambda _: None)
+    cfg = dataclasses.replace(cfg, image_size=data.images.shape[-1])
+    num_classes = len(data.classes)
     result = {"device": name, "torch": torch.__version__, "batch_size": cfg.batch_size,
-              "params_M": sum(p.numel() for p in build_unet(cfg).parameters()) / 1e6}
+              "params_M": sum(p.numel() for p in build_unet(cfg, num_classes).parameters()) / 1e6}
     result["peak_gflops"] = matmul_peak(device)
-    result["gflop_per_step"] = train_flops(cfg, device) / 1e9
+    result["gflop_per_step"] = train_flops(cfg, num_classes, device) / 1e9
     print(f"device: {name}; model {result['params_M']:.2f}M params, "
           f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {cfg.batch_size}; "
           f"matmul peak {result['peak_gflops']:.0f} GFLOPS")
-    loops = {} if opts.skip_seed else {"seed (PIL + DataLoader, eager fp32)":
-                                       lambda: seed_step(cfg, device)}
+    loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, device, opts)}
     for v in opts.variants:
         if v not in VARIANTS:
             raise UserError(f"unknown variant {v!r}; variants: {', '.join(VARIANTS)}")
-        loops[f"repo: {v}"] = lambda v=v: repo_step(dataclasses.replace(cfg, **VARIANTS[v]), device)
-    rows = compare_loops(loops, cfg, device, opts)
+        loops[f"repo: {v}"] = lambda v=v: repo_round(dataclasses.replace(cfg, **VARIANTS[v]), opts)
+    rows = compare_loops(loops, cfg, opts)
     for r in rows:
         r["gflops"] = r["images_per_s"] / cfg.batch_size * result["gflop_per_step"]
         r["peak_fraction"] = r["gflops"] / result["peak_gflops"]
-        if not opts.skip_seed:
-            r["vs_seed"] = r["images_per_s"] / rows[0]["images_per_s"]
+        r["vs_seed"] = r["images_per_s"] / rows[0]["images_per_s"]
     result["training"] = rows
-    result["sampling"] = sampling(cfg, device, opts)
+    result["sampling"] = sampling(cfg, num_classes, device, opts)
     return result
-
-
 def print_tables(result: dict) -> None:
     print(f"\ntraining, batch {result['batch_size']} ({result['device']})")
     print(f"{'loop':40s} {'img/s':>8s} {'GFLOPS':>8s} {'of peak':>8s} {'vs seed':>8s}")
     for r in result["training"]:
         print(f"{r['loop']:40s} {r['images_per_s']:8.1f} {r['gflops']:8.1f} "
-              f"{r['peak_fraction']:8.0%} {r.get('vs_seed', float('nan')):7.2f}x")
+              f"{r['peak_fraction']:8.0%} {r['vs_seed']:7.2f}x")
     print("\nsampling")
     print(f"{'sampler':12s} {'seconds':>9s} {'img/s':>8s}  note")
     for r in result["sampling"]:
@@ -224,24 +218,20 @@ def print_tables(result: dict) -> None:
         print(f"{r['sampler']:12s} {r['seconds']:9.1f} {r['images_per_s']:8.2f}  {note}")
 
 
-def main(argv: list[str]) -> int:
+@script
+def main(argv: list[str]) -> None:
     opts = BenchOptions()
-    try:
-        quick = any(a in ("--quick", "--quick=true", "--quick=1") for a in argv)
-        cfg = config_mod.parse_args(argv, opts, default_preset="smoke" if quick else "seed")
-        if opts.lr_scale:  # linear scaling rule from the reference batch of 16
-            cfg.lr *= cfg.batch_size / 16
-        if opts.quick:
-            opts.steps, opts.rounds, opts.sample_cap = min(opts.steps, 3), 1, opts.sample_cap or 5
-        result = run_bench(cfg, opts)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    quick = any(a in ("--quick", "--quick=true", "--quick=1") for a in argv)
+    cfg, _ = config_mod.parse_args(argv, __doc__, opts, default_preset="smoke" if quick else "seed")
+    if opts.lr_scale:  # linear scaling rule from the reference batch of 16
+        cfg.lr *= cfg.batch_size / 16
+    if opts.quick:
+        opts.timed_steps, opts.rounds = min(opts.timed_steps, 3), 1
+    result = run_bench(cfg, opts)
     print_tables(result)
     if opts.json:
         Path(opts.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nwrote {opts.json}")
-    return 0
 
 
 if __name__ == "__main__":

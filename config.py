@@ -1,101 +1,108 @@
 """One typed config for every script: presets by name, `--key=value` overrides, JSON beside each run.
 
-Usage (from any script):
-    python train.py --preset=smoke --lr=3e-4 --block_out_channels=32,64
-    cfg = parse_args(sys.argv[1:], opts)   # in a script: Config, plus fields of its own options dataclass
+Usage (in a script):
+    opts = MyOptions()
+    cfg, given = parse_args(argv, __doc__, opts)       # Config from --preset plus overrides; opts set too
+    parse_args(argv, __doc__, opts, config=False)      # a script without a training config
 
-Booleans take true/false/1/0 (a bare `--flag` means true); tuples take comma-separated values.
-An unknown key, a value of the wrong type or a value out of range stops with one clear message.
+Every option is a dataclass field declared with `option(default, "help")`: the field is the one place
+that holds its type, its default and its description, and `--help` is built from it. Booleans take
+true/false (a bare `--flag` means true); tuples take comma-separated values. An unknown key, a value of
+the wrong type or a value out of range stops with one sentence.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import json
-import types
+import sys
+import textwrap
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent
+DEFAULT_SIZE = 32  # the seed's image size, used when the data has no single size of its own
 
 
 class UserError(Exception):
     """A problem with the user's input: scripts print its message as one line and exit 2."""
 
 
+def option(default: Any, help: str, flag: str = "") -> Any:
+    """A dataclass field that is also a command-line option (`flag`: its name when not the field's)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass
 class Config:
     # data
-    data_dir: str = "data/dcss_items"  # relative: from the current folder, else the repo root
-    image_size: int = 32
-    channels: int = 3  # 3: RGB composited on `background`; 4: RGBA, the model learns transparency
-    background: str = "#000000"  # where RGB images show through transparency
-    flip_p: float = 0.5  # random horizontal flip
-    # model (diffusers UNet2DModel); up blocks mirror the down blocks
-    block_out_channels: tuple[int, ...] = (64, 128, 256)
-    layers_per_block: int = 2
-    down_block_types: tuple[str, ...] = ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D")
-    attention_head_dim: int = 8
-    norm_num_groups: int = 32  # GroupNorm groups; must divide every entry of block_out_channels
-    dropout: float = 0.0
-    conditional: bool = False  # class-conditional (classes = first-level folders)
-    class_dropout: float = 0.1  # share of labels replaced by "no class" for classifier-free guidance
-    # diffusion
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"  # linear | scaled_linear | squaredcos_cap_v2
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    prediction_type: str = "epsilon"  # epsilon | v_prediction | sample
-    loss_weighting: str = "none"  # none | min_snr (Hang et al. 2023, gamma below)
-    min_snr_gamma: float = 5.0
-    # optimisation
-    optimizer: str = "adam"  # adam | adamw
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    batch_size: int = 16  # per process
-    grad_accum: int = 1
-    epochs: int = 500
-    max_steps: int = 0  # > 0 overrides epochs
-    max_minutes: float = 0.0  # > 0: also stop (and export) after this many minutes of training steps
-    grad_clip: float = 1.0  # 0 disables
-    ema_decay: float = 0.999
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
-    compile: bool = False
-    channels_last: bool = False
+    data_dir: str = option("data/dcss_items", "folder of sprites (recursive); the class of an image is "
+                                              "its first-level subfolder")
+    image_size: int = option(0, f"side in pixels the model works at; 0: the data's own size when all "
+                                f"images share one, else {DEFAULT_SIZE} (resized with NEAREST)")
+    channels: int = option(3, "3: RGB, transparency composited on --background; 4: RGBA, the model "
+                              "learns transparency")
+    background: str = option("#000000", "colour under transparent pixels for RGB models (#rrggbb)")
+    flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
+    # model: diffusers UNet2DModel; the up blocks mirror the down blocks
+    block_out_channels: tuple[int, ...] = option((64, 128, 256), "channels of each UNet level")
+    layers_per_block: int = option(2, "ResNet layers per UNet level")
+    down_block_types: tuple[str, ...] = option(("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                                               "DownBlock2D or AttnDownBlock2D (self-attention) for "
+                                               "each level")
+    attention_head_dim: int = option(8, "channels per attention head (32: same parameters, 1.2x faster "
+                                        "on CPU)")
+    norm_num_groups: int = option(32, "GroupNorm groups; must divide every block_out_channels entry")
+    conditional: bool = option(False, "class-conditional: one embedding per class folder, plus "
+                                      "'no class'")
+    class_dropout: float = option(0.1, "share of labels replaced by 'no class' (for classifier-free "
+                                       "guidance)")
+    # diffusion: 1000 timesteps, betas 1e-4..0.02 (the seed's; model.build_scheduler)
+    beta_schedule: str = option("linear", "noise schedule: linear | scaled_linear | squaredcos_cap_v2")
+    prediction_type: str = option("epsilon", "what the UNet predicts: epsilon | v_prediction | sample")
+    min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
+                                       "0: unweighted MSE")
+    # optimisation: Adam, gradients clipped to norm 1
+    lr: float = option(1e-4, "Adam learning rate (after warm-up)")
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    batch_size: int = option(16, "images per step (per process)")
+    max_steps: int = option(0, "training length in optimiser steps; 0: 500 epochs (the seed's length)")
+    max_minutes: float = option(0.0, "also stop (and export) after this many minutes of training steps; "
+                                     "0: no limit")
+    ema_decay: float = option(0.999, "decay of the weights' moving average (the exported weights)")
+    mixed_precision: str = option("no", "no | bf16 | fp16 (GPU; bf16 is 15x slower on this CPU)")
+    compile: bool = option(False, "torch.compile the UNet (GPU; minutes to compile on a CPU)")
     # run
-    seed: int = 0
-    out_dir: str = "runs"
-    run_name: str = ""  # default: a timestamp
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    log_every: int = 10  # steps between CSV flushes and progress-bar updates
-    sample_every: int = 1000  # steps between sample grids (0: only at the end)
-    ckpt_every: int = 500  # steps between checkpoints
-    num_samples: int = 16  # images in each training-time sample grid
-    sampler: str = "dpm"  # sampler of the training-time grids
-    sample_steps: int = 10
+    seed: int = option(0, "seed of the model's initialisation and of every step's randomness")
+    out_dir: str = option("runs", "folder that holds the runs")
+    run_name: str = option("", "the run's folder under out_dir; default: a timestamp and the preset")
+    device: str = option("auto", "auto | cpu | cuda")
+    threads: int = option(0, "CPU threads for torch; 0: torch's default")
+    log_every: int = option(10, "steps between writes to losses.csv (and checks of max_minutes)")
+    sample_every: int = option(1000, "steps between sample grids; 0: only at the end")
+    ckpt_every: int = option(500, "steps between checkpoints")
+    num_samples: int = option(16, "images in each sample grid; 0: no grids")
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The reference setup of the original seed script.
-    "seed": {},
-    # About 90 minutes on 2 CPU cores (about 88 steps a minute): the 2.6M UNet that learned fastest in
-    # the probes (PROBES.md); v-prediction and lr 8e-4 chosen by recipes.py (README: choosing the recipe).
-    "cpu": dict(
-        block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
-        optimizer="adamw", lr=8e-4, warmup_steps=100, ema_decay=0.998, loss_weighting="min_snr",
-        prediction_type="v_prediction",
-        max_steps=8000, sample_every=1000, ckpt_every=250,
-    ),
-    # Seconds on a CPU: a tiny model for tests and a first look at the pipeline.
-    "smoke": dict(
-        block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,
-        batch_size=8, max_steps=6, lr=1e-3, ema_decay=0.9, log_every=1,
-        sample_every=3, ckpt_every=3, num_samples=4, sample_steps=4,
-    ),
+EPOCHS = 500  # the seed's training length, used when max_steps is 0
+
+# name: (what it is for, values that differ from Config's defaults)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "seed": ("the reference setup of the original script: 14.7M UNet, RGB, Adam 1e-4, batch 16, "
+             "500 epochs (about 6 h on 2 CPU cores)", {}),
+    "cpu": ("the model to train on a CPU, about 90 minutes on 2 cores: 2.6M UNet, RGBA, "
+            "class-conditional, v-prediction, lr 8e-4; chosen by recipes.py (RESULTS.md)",
+            dict(block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
+                 lr=8e-4, warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
+                 prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
+    "smoke": ("seconds on a CPU: a 0.18M UNet and 6 steps, for tests and a first look",
+              dict(block_out_channels=(16, 32), layers_per_block=1,
+                   down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,
+                   batch_size=8, max_steps=6, lr=1e-3, ema_decay=0.9, log_every=1,
+                   sample_every=3, ckpt_every=3, num_samples=4)),
 }
 
 
@@ -103,7 +110,7 @@ def preset(name: str, **overrides: Any) -> Config:
     """A Config from a named preset plus keyword overrides (validated)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    cfg = dataclasses.replace(Config(), **{**PRESETS[name], **overrides})
+    cfg = dataclasses.replace(Config(), **{**PRESETS[name][1], **overrides})
     validate(cfg)
     return cfg
 
@@ -113,22 +120,23 @@ def up_block_types(cfg: Config) -> tuple[str, ...]:
     return tuple(t.replace("Down", "Up") for t in reversed(cfg.down_block_types))
 
 
+def downsampling(cfg: Config) -> int:
+    return 2 ** (len(cfg.block_out_channels) - 1)
+
+
 def validate(cfg: Config) -> None:
     """Reject values that would fail later, deep inside torch, with a message naming the key."""
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise UserError(msg)
 
-    for key in ("lr", "batch_size", "norm_num_groups", "attention_head_dim", "image_size",
-                "num_train_timesteps", "grad_accum",
-                "log_every", "ckpt_every", "num_samples", "sample_steps"):
+    for key in ("lr", "batch_size", "norm_num_groups", "attention_head_dim", "log_every", "ckpt_every"):
         need(getattr(cfg, key) > 0, f"{key} must be positive, got {getattr(cfg, key)}")
-    for key in ("epochs", "max_steps", "max_minutes", "warmup_steps", "weight_decay", "grad_clip",
-                "sample_every", "threads", "dropout"):
+    for key in ("image_size", "max_steps", "max_minutes", "warmup_steps", "sample_every", "threads",
+                "num_samples", "min_snr_gamma"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
     for key in ("flip_p", "class_dropout", "ema_decay"):
         need(0 <= getattr(cfg, key) <= 1, f"{key} must be in [0, 1], got {getattr(cfg, key)}")
-    need(cfg.epochs > 0 or cfg.max_steps > 0, "set epochs or max_steps above 0")
     need(cfg.channels in (3, 4), f"channels must be 3 (RGB) or 4 (RGBA), got {cfg.channels}")
     need(len(cfg.block_out_channels) == len(cfg.down_block_types),
          f"block_out_channels has {len(cfg.block_out_channels)} entries but down_block_types has "
@@ -138,14 +146,12 @@ def validate(cfg: Config) -> None:
              f"down_block_types: {t!r} is not DownBlock2D or AttnDownBlock2D")
     need(all(c % cfg.norm_num_groups == 0 for c in cfg.block_out_channels),
          f"every block_out_channels entry must be divisible by norm_num_groups={cfg.norm_num_groups}")
-    factor = 2 ** (len(cfg.block_out_channels) - 1)
-    need(cfg.image_size % factor == 0,
-         f"image_size {cfg.image_size} is not divisible by {factor}, the UNet's downsampling factor")
+    need(cfg.image_size % downsampling(cfg) == 0,
+         f"image_size {cfg.image_size} is not divisible by {downsampling(cfg)}, the UNet's "
+         "downsampling factor")
     choices = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
                "prediction_type": ("epsilon", "v_prediction", "sample"),
-               "loss_weighting": ("none", "min_snr"), "optimizer": ("adam", "adamw"),
-               "mixed_precision": ("no", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-               "sampler": ("ddpm", "ddim", "dpm")}
+               "mixed_precision": ("no", "bf16", "fp16"), "device": ("auto", "cpu", "cuda")}
     for key, allowed in choices.items():
         need(getattr(cfg, key) in allowed, f"{key} must be one of {', '.join(allowed)}; "
                                            f"got {getattr(cfg, key)!r}")
@@ -163,15 +169,18 @@ def parse_color(text: str) -> tuple[int, int, int]:
         raise UserError(f"not a colour: {text!r} (expected #rrggbb)") from None
 
 
+# ----------------------------------------------------------------------------- the command line
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in fields(obj)}
+
+
 def _convert(text: str, typ: Any, key: str) -> Any:
-    """Parse one override string into the field's declared type."""
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):  # Optional[...]: the one non-None member
-        typ = next(t for t in typing.get_args(typ) if t is not type(None))
-        origin = typing.get_origin(typ)
-    if origin is tuple:
+    """Parse one option string into the field's declared type."""
+    if typing.get_origin(typ) is tuple:
         inner = typing.get_args(typ)[0]
-        return tuple(_convert(p, inner, key) for p in text.split(",") if p.strip())
+        return tuple(_convert(p.strip(), inner, key) for p in text.split(",") if p.strip())
     if typ is bool:
         low = text.lower()
         if low in ("1", "true", "yes", "on"):
@@ -186,44 +195,98 @@ def _convert(text: str, typ: Any, key: str) -> Any:
         raise UserError(f"--{key} takes {kind}, got {text!r}") from None
 
 
-def _field_types(obj: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(obj))
-    return {f.name: hints[f.name] for f in fields(obj)}
+def _metavar(typ: Any) -> str:
+    if typing.get_origin(typ) is tuple:
+        return _metavar(typing.get_args(typ)[0]) + ",..."
+    return {int: "INT", float: "FLOAT", bool: "BOOL", str: "STR"}[typ]
 
 
-def apply_overrides(targets: list[Any], pairs: dict[str, str], also: tuple[str, ...] = ()) -> None:
-    """Set each key on whichever dataclass in `targets` has that field; unknown keys are rejected."""
-    for key, text in pairs.items():
-        owner = next((t for t in targets if key in _field_types(t)), None)
-        if owner is None:
-            valid = sorted([*also, *(k for t in targets for k in _field_types(t))])
-            raise UserError(f"unknown option --{key}; valid options: "
-                            + ", ".join(f"--{k}" for k in valid))
-        setattr(owner, key, _convert(text, _field_types(owner)[key], key))
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return repr(value) if value == "" else str(value)
 
 
-def split_argv(argv: list[str]) -> dict[str, str]:
-    """['--a=1', '--flag'] -> {'a': '1', 'flag': 'true'}; anything else is an error."""
-    pairs: dict[str, str] = {}
-    for arg in argv:
-        if not arg.startswith("--") or len(arg) < 3:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one sentence, no usage block
+        raise UserError(message)
+
+
+def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
+    """An argparse parser whose options are the targets' fields, each with its type, default and help."""
+    script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "script.py"
+    epilog = None
+    if config:
+        lines = ["presets (--preset=NAME starts from these values; options override them):"]
+        for name, (what, values) in PRESETS.items():
+            lines.append(textwrap.fill(what, 98, initial_indent=f"  {name}: ", subsequent_indent="    ",
+                                       break_on_hyphens=False))
+            if values:
+                lines.append(textwrap.fill(" ".join(f"--{k}={_show(v)}" for k, v in values.items()), 98,
+                                           initial_indent="    ", subsequent_indent="    "))
+        epilog = "\n".join(lines)
+    parser = _Parser(prog=f"python {script}", usage=f"python {script} [--key=value ...]",
+                     description=doc, epilog=epilog, allow_abbrev=False, add_help=True,
+                     formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+                         prog, max_help_position=28, width=100))
+    if config:
+        parser.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME",
+                            help=f"start from a preset: {', '.join(PRESETS)} (default: seed)")
+    for target in targets:
+        group = parser.add_argument_group(
+            "training config" if isinstance(target, Config) else "options")
+        for f in fields(target):
+            typ = _field_types(target)[f.name]
+            name = f.metadata.get("flag") or f.name
+            group.add_argument(
+                f"--{name}", dest=f.name, default=argparse.SUPPRESS, metavar=_metavar(typ),
+                type=lambda s, typ=typ, name=name: _convert(s, typ, name),
+                nargs="?" if typ is bool else None, const=True if typ is bool else None,
+                help=f"{f.metadata.get('help', '')} (default: {_show(f.default)})")
+    return parser
+
+
+def parse_args(argv: list[str], doc: str, *targets: Any, config: bool = True,
+               default_preset: str = "seed") -> tuple[Config | None, dict[str, Any]]:
+    """Set the targets' fields from `--key=value` options and return the Config (from `--preset`, else
+    default_preset, with the overrides applied; None when config=False) and the options given.
+    `-h` / `--help` prints the help and exits."""
+    if config:
+        targets = (Config(), *targets)
+    parser = build_parser(doc, targets, config)
+    ns, extra = parser.parse_known_args(argv)
+    for arg in extra:
+        if not arg.startswith("--"):
             raise UserError(f"arguments look like --key=value, got {arg!r}")
-        key, eq, value = arg[2:].partition("=")
-        pairs[key] = value if eq else "true"
-    return pairs
+        valid = sorted(["preset"] * config + [a.option_strings[0][2:] for a in parser._actions
+                                              if a.option_strings and a.dest not in ("help", "preset")])
+        raise UserError(f"unknown option {arg.split('=')[0]}; valid options: "
+                        + ", ".join(f"--{k}" for k in valid))
+    given = dict(vars(ns))
+    cfg = None
+    if config:
+        cfg = preset(given.pop("preset", default_preset))
+        targets = (cfg, *targets[1:])
+    for key, value in given.items():
+        setattr(next(t for t in targets if key in _field_types(t)), key, value)
+    if cfg is not None:
+        validate(cfg)
+    return cfg, vars(ns)
 
 
-def parse_args(argv: list[str], *extra: Any, default_preset: str = "seed") -> Config:
-    """Config from `--preset=NAME` (else default_preset), then every `--key=value` override.
+def script(main: typing.Callable[[list[str]], int | None]) -> typing.Callable[[list[str]], int]:
+    """Wrap a script's main(argv): a UserError becomes one line on stderr and exit status 2."""
+    @functools.wraps(main)
+    def wrapped(argv: list[str]) -> int:
+        try:
+            return main(argv) or 0
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return wrapped
 
-    Keys that belong to a script's own options dataclasses (`extra`) are set on those instead.
-    """
-    pairs = split_argv(argv)
-    cfg = preset(pairs.pop("preset", default_preset))
-    apply_overrides([cfg, *extra], pairs, also=("preset",))
-    validate(cfg)
-    return cfg
 
+# ----------------------------------------------------------------------------- saved configs
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

@@ -1,11 +1,12 @@
 """Load a folder of sprites once into one uint8 tensor; augment per batch on the training device.
 
 Usage:
-    python dataset.py [--data_dir=path/to/sprites] [--image_size=32] [--channels=4]   # prints a summary
+    python dataset.py --data_dir=path/to/my/sprites --channels=4    # what the loader makes of a folder
     data = load_folder(cfg)                        # PixelData(images uint8 N,C,H,W, labels, classes)
     x = augment(data.images[idx].to(device), cfg.flip_p, generator)   # float in [-1, 1]
 
-Pixel art rules: resize with NEAREST only; non-square images are centred on a square transparent
+Pixel art rules: images are trained at their own size when they all share one (else 32x32, see
+Config.image_size); resize with NEAREST only; non-square images are centred on a square transparent
 canvas (padded, never stretched); transparency is kept (channels=4) or composited on a background
 colour (channels=3). Bad files are skipped with one warning line each.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import ROOT, Config, UserError, parse_args, parse_color
+from config import DEFAULT_SIZE, ROOT, Config, UserError, downsampling, parse_args, parse_color, script
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
 # A 32x32 sprite set has no business holding a 20000x20000 image; refusing above this keeps a
@@ -142,15 +143,43 @@ def load_image(path: Path, size: int, channels: int,
     return to_array(rgba, channels, background), note
 
 
+def common_size(entries: list[tuple[Path, str]]) -> int:
+    """The side of the images when every readable one is a square of that same side, else 0."""
+    sizes = set()
+    for path, _ in entries:
+        try:
+            with Image.open(path) as img:
+                sizes.add(img.size)
+        except Exception:  # unreadable: load_folder reports it
+            continue
+    (w, h), = sizes if len(sizes) == 1 else ((0, 0),)
+    return w if w == h else 0
+
+
+def pick_size(cfg: Config, entries: list[tuple[Path, str]]) -> int:
+    """cfg.image_size, else the data's own size when all images share one, else DEFAULT_SIZE."""
+    if cfg.image_size:
+        return cfg.image_size
+    own, factor = common_size(entries), downsampling(cfg)
+    if own and own % factor:
+        up = -(-own // factor) * factor
+        raise UserError(f"the images are {own}x{own}, which this UNet (downsampling factor {factor}) "
+                        f"cannot take: pass --image_size={up} or {up - factor}, or fewer "
+                        "block_out_channels")
+    return own or DEFAULT_SIZE
+
+
 def load_folder(cfg: Config, log=print) -> PixelData:
-    """Decode every image under cfg.data_dir once. Bad files are reported (one line each) and skipped."""
+    """Decode every image under cfg.data_dir once, at pick_size(). Bad files are reported (one line
+    each) and skipped; padding and resizing are reported in one line each."""
     root = resolve_dir(cfg.data_dir)
     entries = list_images(root)
+    size = pick_size(cfg, entries)
     background = parse_color(cfg.background)
     arrays, names, files, skipped, notes = [], [], [], [], []
     for path, cls in entries:
         try:
-            arr, note = load_image(path, cfg.image_size, cfg.channels, background)
+            arr, note = load_image(path, size, cfg.channels, background)
         except BadImage as e:
             log(f"warning: skipping {path}: {e}")
             skipped.append((path, str(e)))
@@ -164,10 +193,14 @@ def load_folder(cfg: Config, log=print) -> PixelData:
         log(f"skipped {len(skipped)} of {len(entries)} files")
     if not arrays:
         raise UserError(f"none of the {len(entries)} image files under {root} could be read")
-    if notes:
-        log(f"{len(notes)} images were not {cfg.image_size}x{cfg.image_size} squares; "
-            f"non-square ones are centred and padded with transparency, never stretched "
-            f"(first: {notes[0]})")
+    padded = [n for n in notes if "padded" in n]
+    resized = [n for n in notes if "resized" in n]
+    if padded:
+        log(f"{len(padded)} non-square images were centred on transparent squares, never stretched "
+            f"(first: {padded[0]})")
+    if resized:
+        log(f"{len(resized)} images were resized to {size}x{size} with NEAREST (first: {resized[0]}); "
+            "--image_size=N trains at another size")
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -212,8 +245,9 @@ def upscale(img: Image.Image, scale: int) -> Image.Image:
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
 
 
+@script
 def main(argv: list[str]) -> None:
-    cfg = parse_args(argv)
+    cfg, _ = parse_args(argv, __doc__)
     data = load_folder(cfg)
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
     print(f"{len(data.files)} images from {resolve_dir(cfg.data_dir)} -> tensor "
@@ -222,7 +256,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    sys.exit(main(sys.argv[1:]))

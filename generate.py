@@ -1,18 +1,19 @@
-"""Generate pixel-art icons with a trained model; writes a sample grid and the single images.
+"""Generate pixel-art sprites with a trained model; writes a sample grid, a sprite sheet and each sprite.
 
 Usage:
-    python generate.py                          # latest run under runs/, else the shipped model
-    python generate.py --model=runs/mine --num_images=32 --seed=1 --sampler=dpm --steps=20
+    python generate.py                          # the latest run under runs/, else the shipped model
+    python generate.py --model=runs/mine --num_images=32 --seed=1 --steps=20
     python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
     python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
     python generate.py --class=none             # a conditional model sampled without a class
+    python generate.py --palette=my.gpl         # snap to your palette (.hex or .gpl); none: raw colours
 
 Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
 samples/generated_images_sheet.png (a sprite sheet at native size), samples/generated/NNNN.png (each
-icon at native size; RGBA models keep transparency) and samples/generated/raw/ (before snapping).
-Colours are snapped to the training data's palette (--colors=32) or to --palette=my.hex / my.gpl, with
-no dithering; --palette=none keeps the raw colours. Alpha is always snapped to 0 or 255.
-Samplers: ddpm (default 1000 steps), ddim (50), dpm (DPM-Solver++, 10: the default); --steps overrides.
+sprite at native size; RGBA models keep transparency) and samples/generated/raw/ (before snapping).
+Colours are snapped to the training data's palette (saved with the model) with no dithering; alpha
+is always snapped to 0 or 255. Samplers: ddpm (1000 steps), ddim (50), dpm (DPM-Solver++, 10: the
+default); --steps overrides the count.
 """
 from __future__ import annotations
 
@@ -22,45 +23,48 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
-from config import UserError, apply_overrides, split_argv
+from config import UserError, option, parse_args, script
 from dataset import make_grid, to_uint8
-from model import SAMPLERS, Loaded, load_model, make_sampler, sample
-from palette import data_palette, load_palette, snap, snap_alpha
+from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model, sample
+from palette import load_palette, snap, snap_alpha
+
+SAMPLING_HELP = {  # the options generate.py and evaluate.py share, described once
+    "sampler": f"{' | '.join(SAMPLERS)} (DPM-Solver++)",
+    "steps": "sampler steps; 0: the sampler's default (" + ", ".join(
+        f"{k} {v[1]}" for k, v in SAMPLERS.items()) + ")",
+    "guidance": "classifier-free guidance scale for conditional models (1: plain conditional)",
+    "classes": "conditional models: class names (comma-separated), 'all' (a row each) or 'none' "
+               "(unconditional); default: the classes in turn",
+    "palette": "snap colours to: data (the training data's, saved with the model) | none | a .hex or "
+               ".gpl file",
+}
 
 
 @dataclass
 class GenerateOptions:
-    model: str = ""  # run folder or exported model folder; default: latest run, else pretrained/
-    out_dir: str = "runs"  # where to look for the latest run
-    num_images: int = 16  # in all; with --class, per class
-    seed: int = 0
-    sampler: str = "dpm"  # the fastest within 5% of DDPM-1000's FD-Lite0 (README: samplers)
-    steps: int = 0  # 0: the sampler's default
-    classes: str = ""  # conditional models: names (comma-separated), 'all' (a row each), 'none'
-    #                    (unconditional); default: the classes in turn
-    guidance: float = 3.0  # classifier-free guidance scale (1: plain conditional)
-    palette: str = "data"  # snap colours to: data (the training data's palette) | none | a .hex / .gpl file
-    colors: int = 32  # size of the data palette
-    out: str = "samples/generated_images.png"
-    scale: int = 4  # nearest-neighbour upscale of the grid
-    device: str = "auto"
+    model: str = option("", "a run, an exported model or a folder of runs (its latest); default: the "
+                            "latest run under runs/, else pretrained/")
+    num_images: int = option(16, "images in all; with --class, per class")
+    seed: int = option(0, "seed of the starting noise")
+    sampler: str = option(SAMPLER, SAMPLING_HELP["sampler"])
+    steps: int = option(0, SAMPLING_HELP["steps"])
+    classes: str = option("", SAMPLING_HELP["classes"], flag="class")
+    guidance: float = option(GUIDANCE, SAMPLING_HELP["guidance"])
+    palette: str = option(PALETTE, SAMPLING_HELP["palette"])
+    out: str = option("samples/generated_images.png", "the grid; the sheet and single sprites go beside it")
+    scale: int = option(4, "nearest-neighbour upscale of the grid")
+    device: str = option("auto", "auto | cpu | cuda")
 
 
-def parse(argv: list[str]) -> GenerateOptions:
-    opts = GenerateOptions()
-    pairs = split_argv(argv)
-    if "class" in pairs:  # `class` is a Python keyword; the CLI uses it anyway
-        pairs["classes"] = pairs.pop("class")
-    apply_overrides([opts], pairs)
-    if opts.num_images < 1 or opts.scale < 1 or opts.steps < 0:
-        raise UserError("num_images and scale must be >= 1 and steps >= 0")
-    if opts.palette not in ("data", "none"):
-        load_palette(opts.palette)  # a bad palette file fails now, not after minutes of sampling
-    if opts.sampler not in SAMPLERS:
-        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {opts.sampler!r}")
-    return opts
+def check_sampling(num_images: int, sampler: str, steps: int, palette: str) -> None:
+    """Bad sampling options fail at once, not after minutes of sampling."""
+    if num_images < 1 or steps < 0:
+        raise UserError(f"num_images must be >= 1 and steps >= 0 (got {num_images}, {steps})")
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    if palette not in ("data", "none"):
+        load_palette(palette)
 
 
 def class_rows(m: Loaded, spec: str) -> list[str | None]:
@@ -92,33 +96,28 @@ def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.
     return torch.arange(n) % len(m.classes)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA GPU is visible")
-    return torch.device(name)
+def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampler: str = SAMPLER,
+             steps: int = 0, guidance: float = GUIDANCE, palette: str = PALETTE,
+             progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+    """Sprites as generate.py makes them: (snapped uint8 N,C,H,W, raw uint8, the class of each row).
+    With classes, num_images is per class."""
+    check_sampling(num_images, sampler, steps, palette)
+    rows = class_rows(m, classes)
+    labels = class_labels(m, classes, rows, num_images)
+    raw = to_uint8(sample(m.unet, m.scheduler, num_images * len(rows), labels=labels, seed=seed,
+                          sampler=sampler, steps=steps,
+                          guidance=1.0 if classes == "none" else guidance, progress=progress))
+    return postprocess(raw, m, palette), raw, rows
 
 
-def generate(m: Loaded, opts: GenerateOptions) -> tuple[torch.Tensor, list[str | None]]:
-    """Raw uint8 N,C,H,W images, row by row, and the class of each row."""
-    rows = class_rows(m, opts.classes)
-    labels = class_labels(m, opts.classes, rows, opts.num_images)
-    n = opts.num_images * len(rows)
-    sampler = make_sampler(m.scheduler, opts.sampler, opts.steps)
-    bar = lambda ts: tqdm(ts, desc=f"{opts.sampler} x{len(ts)}", unit="step")  # noqa: E731
-    guidance = 1.0 if opts.classes == "none" else opts.guidance
-    x = sample(m.unet.to(resolve_device(opts.device)), sampler, n, seed=opts.seed, labels=labels,
-               guidance=guidance, progress=bar)
-    return to_uint8(x), rows
-
-
-def postprocess(images: torch.Tensor, m: Loaded, opts: GenerateOptions) -> torch.Tensor:
-    """Pixel-perfect output: colours snapped to the palette (unless --palette=none), alpha to 0/255."""
-    if opts.palette == "none":
+def postprocess(images: torch.Tensor, m: Loaded, palette: str) -> torch.Tensor:
+    """Pixel-perfect output: colours snapped to the palette (unless 'none'), alpha to 0 or 255."""
+    if palette == "none":
         return images if images.shape[1] == 3 else torch.cat([images[:, :3], snap_alpha(images[:, 3:])], 1)
-    pal = data_palette(m, opts.colors) if opts.palette == "data" else load_palette(opts.palette)
-    return snap(images, pal)
+    if palette == "data" and m.palette is None:
+        raise UserError(f"{m.source} has no palette.hex (models exported before palettes were saved "
+                        "with them); use --palette=none or --palette=FILE")
+    return snap(images, m.palette if palette == "data" else load_palette(palette))
 
 
 def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, scale: int) -> Image.Image:
@@ -136,37 +135,49 @@ def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, sc
     return out
 
 
-def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None],
-         opts: GenerateOptions) -> list[Path]:
-    """The upscaled preview grid, a native-size sprite sheet, the single icons, and the raw output."""
-    out = Path(opts.out)
+def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None], per_row: int, out: Path,
+         scale: int) -> list[Path]:
+    """The upscaled preview grid, a native-size sprite sheet, the single sprites, and the raw output."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    per_row = opts.num_images if rows != [None] else 0
-    labelled_grid(images, rows, per_row, opts.scale).save(out)
+    per_row = per_row if rows != [None] else 0
+    labelled_grid(images, rows, per_row, scale).save(out)
     sheet = out.with_name(out.stem + "_sheet.png")
     make_grid(images, ncols=per_row, scale=1, pad=0).save(sheet)
     singles = out.parent / out.stem.replace("_images", "")
     for folder, batch in ((singles, images), (singles / "raw", raw)):
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):  # a smaller run must not leave older icons behind
+        for old in folder.glob("*.png"):  # a smaller run must not leave older sprites behind
             old.unlink()
         for i, img in enumerate(batch):
             make_grid(img[None], scale=1, pad=0).save(folder / f"{i:04d}.png")
     return [out, sheet, singles, singles / "raw"]
 
 
-def main(argv: list[str]) -> int:
-    try:
-        opts = parse(argv)
-        m = load_model(opts.model or None, opts.out_dir)
-        print(f"model: {m.source}")
-        raw, rows = generate(m, opts)
-        written = save(postprocess(raw, m, opts), raw, rows, opts)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(raw)} icons (palette: {opts.palette}): " + ", ".join(map(str, written)))
-    return 0
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible")
+    if name != "cpu":
+        raise UserError(f"device must be auto, cpu or cuda; got {name!r}")
+    return torch.device(name)
+
+
+@script
+def main(argv: list[str]) -> None:
+    o = GenerateOptions()
+    parse_args(argv, __doc__, o, config=False)
+    if o.scale < 1:
+        raise UserError(f"scale must be >= 1, got {o.scale}")
+    check_sampling(o.num_images, o.sampler, o.steps, o.palette)
+    device = resolve_device(o.device)
+    m = load_model(o.model)
+    m.unet.to(device)
+    print(f"model: {m.source}")
+    images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
+                                 o.palette, progress=True)
+    written = save(images, raw, rows, o.num_images, Path(o.out), o.scale)
+    print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

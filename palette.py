@@ -1,8 +1,9 @@
-"""Palettes for pixel-perfect output: extract one from the training data, read .hex / .gpl files, and
-snap images to it (nearest colour, no dithering); alpha snaps to 0 or 255.
+"""Palettes for pixel-perfect output: extract one from the training data (train.py saves it with the
+model as palette.hex), read .hex / .gpl files, and snap images to it (nearest colour, no dithering);
+alpha snaps to 0 or 255.
 
 Usage:
-    python palette.py --data_dir=data/dcss_items --colors=32 --out=palette.hex   # extract and save
+    python palette.py --data_dir=path/to/my/sprites --colors=16 --out=my.hex   # extract and save
     pal = load_palette("my.gpl"); snapped = snap(images_uint8, pal)
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from config import UserError
+from config import UserError, option, parse_args, script
 
 
 def parse_hex(text: str, name: str = "palette") -> torch.Tensor:
@@ -86,21 +87,6 @@ def extract(images: torch.Tensor, colors: int = 32) -> torch.Tensor:
     return pal[used]
 
 
-def data_palette(m, colors: int = 32) -> torch.Tensor:
-    """The palette of a model's training data, extracted once and cached beside the model."""
-    from dataset import load_folder
-    folder = m.source if m.source.is_dir() else m.source.parent
-    cache = folder / f"palette_{colors}.hex"
-    if cache.is_file():
-        return load_palette(cache)
-    pal = extract(load_folder(m.cfg, log=lambda _: None).images, colors)
-    try:
-        save_hex(pal, cache)
-    except OSError:  # a read-only model folder: use the palette without caching it
-        pass
-    return pal
-
-
 def snap(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     """Each pixel to its nearest palette colour (RGB distance, no dithering); alpha to 0 or 255."""
     out = images.clone()
@@ -118,23 +104,18 @@ def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class PaletteOptions:
-    colors: int = 32
-    out: str = "palette.hex"
+    colors: int = option(32, "number of colours to extract (median cut)")
+    out: str = option("palette.hex", "the .hex file to write")
 
 
-def main(argv: list[str]) -> int:
-    from config import parse_args
+@script
+def main(argv: list[str]) -> None:
     from dataset import load_folder
     opts = PaletteOptions()
-    try:
-        cfg = parse_args(argv, opts)
-        pal = extract(load_folder(cfg).images, opts.colors)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg, _ = parse_args(argv, __doc__, opts)
+    pal = extract(load_folder(cfg).images, opts.colors)
     save_hex(pal, Path(opts.out))
     print(f"wrote {len(pal)} colours to {opts.out}")
-    return 0
 
 
 if __name__ == "__main__":

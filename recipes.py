@@ -16,6 +16,7 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from config import UserError, apply_overrides, preset, split_argv
+import config as config_mod
+from config import UserError, option, parse_args, preset, script
 
 # The cpu preset as it was before this study; each candidate changes one or two of its values.
 # The winner, cpu-v-lr, is the cpu preset now (README: choosing the recipe).
@@ -45,20 +47,27 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                      "cpu-start, predicting v, cosine noise schedule"),
     "cpu-rgb": ("cpu", {**START, "channels": 3}, "cpu-start, RGB on black instead of RGBA"),
     "cpu-uncond": ("cpu", {**START, "conditional": False}, "cpu-start, unconditional"),
+    # Levers of the second study, each one change to the cpu preset (cpu-v-lr).
+    "cpu-head32": ("cpu", {"attention_head_dim": 32}, "cpu, attention heads of 32 channels"),
+    "cpu-deep": ("cpu", {"layers_per_block": 2}, "cpu, 2 layers per block"),
+    "cpu-wide": ("cpu", {"block_out_channels": (64, 128, 128)}, "cpu, wider (64,128,128)"),
+    "cpu-b32": ("cpu", {"batch_size": 32}, "cpu, batch 32"),
+    "cpu-v-lr-cosine": ("cpu", {"beta_schedule": "squaredcos_cap_v2"}, "cpu, cosine noise schedule"),
+    "cpu-nosnr": ("cpu", {"min_snr_gamma": 0.0}, "cpu, no min-SNR weighting"),
 }
 
 
 @dataclass
 class RecipeOptions:
-    candidates: tuple[str, ...] = ()
-    minutes: tuple[float, ...] = (3.0, 6.0)  # marks: minutes of training at which to score
-    threads: int = 1
-    num_samples: int = 128
-    seed: int = 0
-    out_dir: str = "runs/recipes"
-    report: bool = False
-    list: bool = False
-    plot: str = "samples/recipes.png"
+    candidates: tuple[str, ...] = option((), "candidates to train and score (see --list)")
+    minutes: tuple[float, ...] = option((3.0, 6.0), "marks: minutes of training at which to score")
+    threads: int = option(1, "CPU threads of each candidate's training")
+    num_samples: int = option(128, "sprites sampled to score each mark")
+    seed: int = option(0, "seed of the training runs and of the sampling")
+    out_dir: str = option("runs/recipes", "the candidates' runs and results.jsonl")
+    report: bool = option(False, "print the markdown table of the results and draw the curve")
+    list: bool = option(False, "list the candidates")
+    plot: str = option("samples/recipes.png", "the curve drawn by --report")
 
 
 def results_path(opts: RecipeOptions) -> Path:
@@ -72,28 +81,34 @@ def read_rows(opts: RecipeOptions) -> list[dict]:
 
 def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
     """Train (or resume) the candidate's run until `minutes` of training; returns its run folder."""
-    from train import TrainOptions, train
+    import train
     base, overrides, _ = CANDIDATES[name]
     folder = Path(opts.out_dir) / name
     run_keys = dict(run_name=name, out_dir=opts.out_dir, threads=opts.threads, seed=opts.seed,
-                    max_steps=10**7, max_minutes=minutes, sample_every=0, log_every=1)
+                    max_steps=10**7, max_minutes=minutes, num_samples=0, log_every=1)
     cfg = preset(base, **overrides, **run_keys)
     resume = (folder / "checkpoint.pt").exists()
-    if train(cfg, TrainOptions(resume=resume), folder) == folder:  # Ctrl-C / SIGTERM: no export
+    if resume:  # the saved config (image size resolved), with this mark's budget
+        cfg = dataclasses.replace(config_mod.load(folder / "config.json"), max_minutes=minutes,
+                                  threads=opts.threads)
+    if train.train(cfg, folder, resume) == folder:  # Ctrl-C / SIGTERM: no export
         raise UserError(f"{name} was interrupted before {minutes:g} min; run the same command "
                         "again to resume it")
     return folder
 
 
 def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
-    """FD-Lite0 and KID of the run's exported EMA weights (sampled as evaluate.py samples them),
-    and the floor at the same sample count."""
-    from evaluate import EvalOptions, features, floor_images, frechet, get_samples, kid
-    from model import load_checkpoint
+    """FD-Lite0 and KID of the run's exported EMA weights (sampled as generate.py samples them, raw
+    colours), and the floor at the same sample count."""
+    from dataset import load_folder
+    from evaluate import features, floor_images, frechet, kid
+    from generate import generate
+    from model import load_checkpoint, load_model
     ckpt = load_checkpoint(folder / "checkpoint.pt")
+    m = load_model(folder / "model")
+    data = load_folder(m.cfg, log=lambda _: None).images
     start = time.perf_counter()
-    samples, data = get_samples(EvalOptions(model=str(folder / "model"), num_samples=opts.num_samples,
-                                            seed=opts.seed))
+    samples, _, _ = generate(m, opts.num_samples, seed=opts.seed, palette="none")
     seconds = time.perf_counter() - start
     f_data, f_s = features(data, net), features(samples, net)
     f_ref = features(floor_images(data, opts.num_samples), net)
@@ -180,24 +195,20 @@ def plot(by: dict[str, list[dict]], floor: float, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str]) -> int:
+@script
+def main(argv: list[str]) -> None:
     opts = RecipeOptions()
-    try:
-        apply_overrides([opts], split_argv(argv))
-        if opts.list:
-            for name, (base, overrides, what) in CANDIDATES.items():
-                print(f"{name:12s} --preset={base} {' '.join(f'--{k}={v}' for k, v in overrides.items())}"
-                      f"   # {what}")
-        elif opts.report:
-            print(report(opts))
-            print(f"wrote {opts.plot}")
-        else:
-            Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
-            run(opts)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    parse_args(argv, __doc__, opts, config=False)
+    if opts.list:
+        for name, (base, overrides, what) in CANDIDATES.items():
+            print(f"{name:16s} --preset={base} {' '.join(f'--{k}={v}' for k, v in overrides.items())}"
+                  f"   # {what}")
+    elif opts.report:
+        print(report(opts))
+        print(f"wrote {opts.plot}")
+    else:
+        Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
+        run(opts)
 
 
 if __name__ == "__main__":

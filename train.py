@@ -1,25 +1,30 @@
-"""Train a DDPM (diffusers UNet2DModel + DDPMScheduler, MSE on the predicted noise) on a folder of sprites.
+"""Train a DDPM (diffusers UNet2DModel + DDPMScheduler) on a folder of sprites.
 
 Usage:
-    python train.py                                  # reference setup on the shipped icons (data/dcss_items)
-    python train.py --preset=smoke                   # a tiny model, a few steps: seconds
-    python train.py --data_dir=path/to/my/sprites --run_name=mine
-    python train.py --resume [--run_name=mine] [--max_steps=20000]   # continue the latest (or named) run
-    accelerate launch --num_processes=2 train.py ...                  # several GPUs or processes
+    python train.py --preset=smoke                   # a tiny model, 6 steps: seconds
+    python train.py --preset=cpu                     # the shipped model's recipe: about 90 min on 2 cores
+    python train.py                                  # the seed's reference setup (hours on a CPU)
+    python train.py --preset=cpu --data_dir=path/to/my/sprites --run_name=mine
+    python train.py --resume --run_name=mine --max_steps=9000   # continue a run exactly where it stopped
+    accelerate launch --num_processes=2 train.py ...          # several GPUs or processes
 
-Writes runs/<run_name>/: config.json, losses.csv, loss.png, samples/step_*.png (fixed noise),
-checkpoint.pt (model, EMA, optimiser, step, config, RNG; atomic), and at the end model/ (the EMA weights
-in diffusers save_pretrained format, loadable with DDPMPipeline.from_pretrained). Ctrl-C or SIGTERM
-saves a checkpoint and exits 0; --resume then continues with exactly the losses of an unbroken run.
+Writes runs/<run_name>/: config.json (the resolved config), palette.hex (the data's colours),
+losses.csv (step, loss, lr, seconds of training), loss.png, samples/step_*.png (a grid from fixed noise),
+checkpoint.pt (model, EMA, optimiser, step, config, RNG; written atomically), and at the end model/:
+the EMA weights in diffusers save_pretrained format (DDPMPipeline.from_pretrained loads it), with
+pixelart.json (config, class names) and palette.hex. Ctrl-C or SIGTERM saves a checkpoint and exits 0;
+--resume then continues with exactly the losses of an unbroken run.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,119 +34,181 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import config as config_mod
-from config import Config, UserError
-from dataset import PixelData, augment, load_folder, make_grid, to_uint8
-from model import EMA, build_scheduler, build_unet, export, latest_run, load_checkpoint, \
-    make_sampler, sample
+from config import EPOCHS, Config, UserError, option, script
+from dataset import augment, load_folder, make_grid, to_uint8
+from model import EMA, build_scheduler, build_unet, export, latest_run, load_checkpoint, sample
+from palette import extract, save_hex
 
 # Keys that may change when a run is resumed: they do not alter the training trajectory.
-RESUMABLE = {"epochs", "max_steps", "max_minutes", "log_every", "sample_every", "ckpt_every", "device",
-             "threads", "num_samples", "sample_steps", "sampler"}
+RESUMABLE = {"max_steps", "max_minutes", "log_every", "sample_every", "ckpt_every", "device", "threads",
+             "num_samples"}
 
 
 @dataclass
 class TrainOptions:
-    resume: bool = False  # continue the latest run under out_dir, or --run_name
-    overwrite: bool = False  # allow reusing an existing run folder for a new run
+    resume: bool = option(False, "continue the latest run under out_dir (or --run_name) where it "
+                                 f"stopped; only {', '.join(sorted(RESUMABLE))} may change")
+    overwrite: bool = option(False, "start a new run in a folder that already holds one")
 
 
 class NonFiniteLoss(Exception):
     pass
 
 
-# ----------------------------------------------------------------------------- setup
-
-def setup(argv: list[str]) -> tuple[Config, TrainOptions, Path]:
-    """Resolve the config (new run or resumed one) and the run folder; nothing is overwritten unasked."""
+def setup(argv: list[str]) -> tuple[Config, Path, bool]:
+    """The config and folder of a new run, or of the run to resume (its saved config, with only the
+    RESUMABLE keys changed). Nothing is overwritten unasked."""
     opts = TrainOptions()
-    pairs = config_mod.split_argv(argv)
-    if pairs.get("resume", "false").lower() in ("1", "true", "yes", "on"):
-        return resume_setup(pairs, opts)
-    cfg = config_mod.parse_args(argv, opts)
-    name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{pairs.get('preset', 'seed')}"
+    cfg, given = config_mod.parse_args(argv, __doc__, opts)
+    if opts.resume:
+        run = Path(cfg.out_dir) / cfg.run_name if cfg.run_name else latest_run(cfg.out_dir)
+        if run is None or not (run / "checkpoint.pt").exists():
+            raise UserError(f"nothing to resume: no checkpoint in {run or cfg.out_dir + '/*'}")
+        changed = set(given) - RESUMABLE - {"resume", "run_name", "out_dir"}
+        if changed:
+            raise UserError(f"a resumed run keeps its config; only {', '.join(sorted(RESUMABLE))} "
+                            f"may change (got {', '.join(sorted(changed))})")
+        saved = config_mod.load(run / "config.json")
+        return dataclasses.replace(saved, **{k: given[k] for k in RESUMABLE & set(given)}), run, True
+    name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{given.get('preset', 'seed')}"
     run = Path(cfg.out_dir) / name
     if (run / "config.json").exists() and not opts.overwrite:
         raise UserError(f"run folder {run} already holds a run; use --resume to continue it, "
                         "--overwrite to start it again, or another --run_name")
-    cfg.run_name = name
-    return cfg, opts, run
+    return dataclasses.replace(cfg, run_name=name), run, False
 
 
-def resume_setup(pairs: dict[str, str], opts: TrainOptions) -> tuple[Config, TrainOptions, Path]:
-    """The run to resume (--run_name under --out_dir, else the latest) with its saved config; only
-    keys that leave the training trajectory unchanged may be overridden."""
-    where = config_mod.Config()
-    locate = {k: v for k, v in pairs.items() if k in ("run_name", "out_dir")}
-    config_mod.apply_overrides([where], locate)
-    run = Path(where.out_dir) / where.run_name if where.run_name else latest_run(where.out_dir)
-    if run is None or not (run / "checkpoint.pt").exists():
-        raise UserError(f"nothing to resume: no checkpoint in {run or where.out_dir + '/*'}")
-    changed = set(pairs) - RESUMABLE - {"resume", "run_name", "out_dir"}
-    if changed:
-        raise UserError(f"a resumed run keeps its config; only {', '.join(sorted(RESUMABLE))} "
-                        f"may change (got {', '.join(sorted(changed))})")
-    cfg = config_mod.load(run / "config.json")
-    config_mod.apply_overrides([cfg, opts], {k: v for k, v in pairs.items() if k not in locate})
-    config_mod.validate(cfg)
-    return cfg, opts, run
+def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
+    """Train to cfg.max_steps or cfg.max_minutes, resuming from folder's checkpoint if asked. Returns the
+    exported model folder, or the run folder when Ctrl-C or SIGTERM stopped the run first."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = make_accelerator(cfg)
+    main = acc.is_main_process
+    log = tqdm.write if main else (lambda _: None)
+
+    # Data: every image decoded once, at the data's own size unless image_size says otherwise, and
+    # kept on the training device; its palette is saved for snapping generated colours.
+    data = load_folder(cfg, log=log)
+    cfg = dataclasses.replace(cfg, image_size=data.images.shape[-1])
+    images, labels = data.images.to(acc.device), data.labels.to(acc.device)
+    num_classes = len(data.classes)
+    palette = extract(data.images)
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, folder / "config.json")
+        save_hex(palette, folder / "palette.hex")
+
+    # Model, EMA of its weights, Adam with a linear warm-up, the noise schedule.
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(cfg, num_classes)
+    ema = EMA(unet, cfg.ema_decay)
+    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr, fused=acc.device.type == "cuda" or None)
+    unet, opt = acc.prepare(unet, opt)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    ema.model.to(acc.device)
+    scheduler = build_scheduler(cfg)
+    model_fn = torch.compile(unet) if cfg.compile else unet
+    global_batch = cfg.batch_size * acc.num_processes
+    total = cfg.max_steps or math.ceil(EPOCHS * len(images) / global_batch)
+
+    # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
+    parts = {"unet": acc.unwrap_model(unet), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
+    ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
+    step, seconds = 0, 0.0
+    if resume:
+        step, seconds = restore_checkpoint(ckpt_path, parts, data.classes)
+        if main:
+            truncate_losses(losses_path, step)
+    acc.wait_for_everyone()
+    log(f"run {folder}: {len(images)} images of {cfg.image_size}x{cfg.image_size}, {num_classes} "
+        f"classes, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters, "
+        f"{acc.num_processes} process(es) x batch {cfg.batch_size} = global batch {global_batch}, "
+        f"seed {cfg.seed}, device {acc.device}, steps {step} -> {total}")
+
+    bar = tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True, unit="step")
+    pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
+    with catch_signals() as stop:
+        while step < total:
+            # One step. Its randomness (batch, flips, noise, timesteps, label drops) derives from
+            # (seed, step, process) alone, so a resumed run draws exactly what it would have drawn.
+            start = time.perf_counter()
+            unet.train()
+            g = torch.Generator(acc.device).manual_seed((cfg.seed * 1_000_003 + step) * 257
+                                                        + acc.process_index)
+            idx = batch_indices(cfg.seed, len(images), step, cfg.batch_size, acc.num_processes,
+                                acc.process_index).to(acc.device)
+            x0 = augment(images[idx], cfg.flip_p, g)
+            with acc.autocast():
+                loss = diffusion_loss(cfg, model_fn, scheduler, x0,
+                                      labels[idx] if cfg.conditional else None, g, num_classes)
+            acc.backward(loss)
+            acc.clip_grad_norm_(unet.parameters(), 1.0)
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            warmup.step()
+            ema.update(acc.unwrap_model(unet), step)
+            step += 1
+            seconds += time.perf_counter() - start
+            pending.append((loss.detach(), lr, seconds))
+
+            # Maintenance: the loss log and the time budget (where processes sync anyway), then
+            # checkpoint, loss plot and sample grid. Only the main process writes.
+            interrupted = any_process(stop.is_set(), acc)
+            done = step == total
+            if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or done or interrupted:
+                last_loss = flush_losses(pending, step, acc, losses_path)
+                if cfg.max_minutes and any_process(seconds >= cfg.max_minutes * 60, acc):
+                    log(f"time budget of {cfg.max_minutes:g} min reached at step {step}")
+                    done = True
+                bar.set_postfix(loss=f"{last_loss:.4f}", min=f"{seconds / 60:.1f}")
+                bar.update(step - bar.n)
+            if main and (step % cfg.ckpt_every == 0 or done or interrupted):
+                error = save_checkpoint(ckpt_path, parts, step=step, seconds=seconds,
+                                        config=config_mod.to_dict(cfg), classes=data.classes)
+                if error:
+                    tqdm.write(f"warning: could not save a checkpoint at step {step} ({error}); the "
+                               "previous checkpoint is kept", file=sys.stderr)
+                plot_losses(losses_path, folder / "loss.png")
+            if main and cfg.num_samples and (done or (cfg.sample_every and step % cfg.sample_every == 0)):
+                save_grid(ema.model, scheduler, cfg, num_classes, folder / "samples" / f"step_{step:07d}.png")
+            if interrupted:
+                bar.close()
+                log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
+                    f"--resume --run_name={folder.name} --out_dir={cfg.out_dir}`")
+                return folder
+            if done:
+                break
+    bar.close()
+
+    # Export: the EMA weights in diffusers format, with our config, class names and palette.
+    model_dir = folder / "model"
+    if main:
+        try:
+            export(ema.model, scheduler, cfg, data.classes, palette, model_dir)
+        except OSError as e:
+            raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
+                            "checkpoint is kept: free some space and run train.py --resume") from None
+        log(f"done: {step} steps in {seconds / 60:.1f} min of training; model in {model_dir}, "
+            f"samples in {folder / 'samples'}")
+    return model_dir
 
 
-def make_accelerator(cfg: Config):
-    from accelerate import Accelerator  # imported here: argument errors stay fast
-    from accelerate.state import AcceleratorState
-    # One process may train several times (tests, bench.py) with other precisions; the distributed
-    # set-up (PartialState) is kept.
-    AcceleratorState._reset_state()
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA GPU is visible; use --device=cpu or auto")
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu)
+# ----------------------------------------------------------------------------- the step's parts
 
-
-def lr_lambda(cfg: Config):
-    """Linear warm-up to cfg.lr over warmup_steps, then constant (the seed's recipe has no decay)."""
-    return lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-
-
-def make_optimizer(cfg: Config, params, fused: bool) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
-
-
-def total_steps(cfg: Config, n_images: int, global_batch: int) -> int:
-    """max_steps, or as many optimiser steps as `epochs` passes over the data take."""
-    return cfg.max_steps or math.ceil(cfg.epochs * n_images / global_batch)
-
-
-# ----------------------------------------------------------------------------- the training step
-
-def step_generator(cfg: Config, micro: int, rank: int, device) -> torch.Generator:
-    """Randomness of one micro-batch (order, flips, noise, timesteps, label drops) derives from
-    (seed, micro-batch index, process) alone, so a resumed run draws exactly what it would have."""
-    return torch.Generator(device).manual_seed((cfg.seed * 1_000_003 + micro) * 257 + rank)
-
-
-def batch_indices(cfg: Config, n: int, micro: int, batch: int, world: int, rank: int) -> torch.Tensor:
-    """This process's slice of the micro-batch: positions in an endless stream of per-epoch shuffles."""
-    start = (micro * world + rank) * batch
+def batch_indices(seed: int, n: int, step: int, batch: int, world: int, rank: int) -> torch.Tensor:
+    """This process's slice of the step's batch: positions in an endless stream of per-epoch shuffles."""
+    start = (step * world + rank) * batch
     pos = torch.arange(start, start + batch)
     epochs = pos // n
     idx = torch.empty_like(pos)
     for e in epochs.unique().tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + e))
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + e))
         mask = epochs == e
         idx[mask] = perm[pos[mask] % n]
     return idx
-
-
-def loss_weights(cfg: Config, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
-    """Min-SNR-gamma weighting (Hang et al. 2023), expressed for the chosen prediction target."""
-    if cfg.loss_weighting == "none":
-        return None
-    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-    clipped = snr.clamp(max=cfg.min_snr_gamma)
-    return {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1), "sample": clipped}[
-        cfg.prediction_type]
 
 
 def drop_labels(labels: torch.Tensor, p: float, num_classes: int, g: torch.Generator) -> torch.Tensor:
@@ -153,290 +220,156 @@ def drop_labels(labels: torch.Tensor, p: float, num_classes: int, g: torch.Gener
 
 def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch.Tensor | None,
                    g: torch.Generator, num_classes: int) -> torch.Tensor:
-    """Noise the clean batch at random timesteps and regress the model on the config's target."""
+    """Noise the clean batch at random timesteps and regress the model on the config's target, with
+    min-SNR-gamma weighting (Hang et al. 2023) when cfg.min_snr_gamma is set."""
     noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
-    t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=g,
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g,
                       device=g.device).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     if labels is not None:
         labels = drop_labels(labels, cfg.class_dropout, num_classes, g)
-    if cfg.channels_last:
-        noisy = noisy.contiguous(memory_format=torch.channels_last)
     pred = unet(noisy, t, class_labels=labels).sample.float()
     target = {"epsilon": noise, "v_prediction": scheduler.get_velocity(x0, noise, t),
               "sample": x0}[cfg.prediction_type]
     per_image = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-    w = loss_weights(cfg, scheduler.alphas_cumprod.to(x0.device), t)
-    return per_image.mean() if w is None else (per_image * w).mean()
+    if not cfg.min_snr_gamma:
+        return per_image.mean()
+    a = scheduler.alphas_cumprod.to(x0.device)[t]
+    snr = a / (1 - a)
+    clipped = snr.clamp(max=cfg.min_snr_gamma)
+    weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1), "sample": clipped}
+    return (per_image * weight[cfg.prediction_type]).mean()
 
 
-# ----------------------------------------------------------------------------- the run
+# ----------------------------------------------------------------------------- checkpoints
 
-class Run:
-    """State and files of one training run; the main process writes, every process trains."""
-
-    def __init__(self, cfg: Config, folder: Path, data: PixelData, acc):
-        self.cfg, self.folder, self.data, self.acc = cfg, folder, data, acc
-        self.num_classes = len(data.classes)
-        torch.manual_seed(cfg.seed)  # model init (and dropout) from the global generator
-        unet = build_unet(cfg, self.num_classes)
-        if cfg.channels_last:
-            unet = unet.to(memory_format=torch.channels_last)
-        self.ema = EMA(unet, cfg.ema_decay)
-        self.scheduler = build_scheduler(cfg)
-        opt = make_optimizer(cfg, unet.parameters(), fused=acc.device.type == "cuda")
-        self.unet, self.opt = acc.prepare(unet, opt)
-        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
-        self.ema.model.to(acc.device)
-        self.model_fn = torch.compile(self.unet) if cfg.compile else self.unet
-        self.images = data.images.to(acc.device)  # the whole dataset lives on the training device
-        self.labels = data.labels.to(acc.device)
-        self.step = 0
-        self.seconds = 0.0  # time spent in training steps (not in sample grids or checkpoints)
-        self.global_batch = cfg.batch_size * cfg.grad_accum * acc.num_processes
-        self.total = total_steps(cfg, len(data.images), self.global_batch)
-        self.pending: list[torch.Tensor] = []  # losses not yet written (kept on device: no sync)
-        self.last_loss = float("nan")
-
-    # --- checkpoints
-    def state(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"step": self.step, "seconds": self.seconds,
-                "unet": self.acc.unwrap_model(self.unet).state_dict(),
-                "ema": self.ema.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "lr_scheduler": self.lr_sched.state_dict(),
-                "config": config_mod.to_dict(self.cfg), "classes": self.data.classes, "rng": rng}
-
-    def save_checkpoint(self) -> bool:
-        """Write checkpoint.pt atomically (temp file, then rename): a crash or kill -9 mid-write, or
-        a full disk, leaves the previous checkpoint intact. Returns whether it was written."""
-        if not self.acc.is_main_process:
-            return True
-        path, tmp = self.folder / "checkpoint.pt", self.folder / "checkpoint.pt.tmp"
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-            return True
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            self.log(f"warning: could not save a checkpoint at step {self.step} ({e.strerror or e}); "
-                     "the previous checkpoint is kept", warning=True)
-            return False
-
-    def restore(self) -> None:
-        ckpt = load_checkpoint(self.folder / "checkpoint.pt")
-        if ckpt["classes"] != self.data.classes:
-            raise UserError(f"the data's classes {self.data.classes} differ from the run's "
-                            f"{ckpt['classes']}")
-        self.acc.unwrap_model(self.unet).load_state_dict(ckpt["unet"])
-        self.ema.model.load_state_dict(ckpt["ema"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.step = ckpt["step"]
-        self.seconds = ckpt.get("seconds", 0.0)
-        self.lr_sched.load_state_dict(ckpt["lr_scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        self.truncate_losses()
-
-    def out_of_time(self) -> bool:
-        return bool(self.cfg.max_minutes) and self.seconds >= self.cfg.max_minutes * 60
-
-    # --- logs
-    def log(self, msg: str, warning: bool = False) -> None:
-        if self.acc.is_main_process:
-            tqdm.write(msg, file=sys.stderr if warning else sys.stdout)
-
-    def truncate_losses(self) -> None:
-        """On resume, forget losses logged after the checkpoint: they will be recomputed."""
-        path = self.folder / "losses.csv"
-        if self.acc.is_main_process and path.exists():
-            rows = list(csv.reader(path.open()))
-            keep = [r for r in rows[1:] if int(r[0]) <= self.step]
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerows([rows[0], *keep])
-
-    def flush_losses(self) -> None:
-        """Write pending losses (mean over processes) to losses.csv; stop on a NaN or inf."""
-        if not self.pending:
-            return
-        losses = self.acc.reduce(torch.stack(self.pending), "mean").tolist()
-        first = self.step - len(losses) + 1
-        self.pending.clear()
-        bad = next((first + i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-        if self.acc.is_main_process:
-            path = self.folder / "losses.csv"
-            new = not path.exists()
-            with path.open("a", newline="") as f:
-                w = csv.writer(f)
-                if new:
-                    w.writerow(["step", "loss", "lr"])
-                lr = self.opt.param_groups[0]["lr"]
-                w.writerows([first + i, f"{v:.6f}", f"{lr:.3g}"] for i, v in enumerate(losses))
-        if bad is not None:
-            raise NonFiniteLoss(f"the loss became {losses[bad - first]} at step {bad}; stopped "
-                                "without saving, so checkpoint.pt still holds the last good state "
-                                "(try a lower --lr or --grad_clip=1)")
-        self.last_loss = losses[-1]
-
-    def plot_losses(self) -> None:
-        if not self.acc.is_main_process or not (self.folder / "losses.csv").exists():
-            return
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        rows = list(csv.DictReader((self.folder / "losses.csv").open()))
-        steps = [int(r["step"]) for r in rows]
-        loss = torch.tensor([float(r["loss"]) for r in rows])
-        k = max(1, len(loss) // 50)  # a running mean shows the trend through per-step noise
-        smooth = loss.unfold(0, k, 1).mean(1) if len(loss) >= k else loss
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(steps, loss, alpha=0.3, lw=0.8, label="per step")
-        ax.plot(steps[k - 1:], smooth, lw=1.5, label=f"mean of {k}")
-        ax.set(xlabel="step", ylabel="loss", yscale="log", title=f"{self.folder.name}")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(self.folder / "loss.png", dpi=100)
-        plt.close(fig)
-
-    def save_samples(self) -> None:
-        """A grid from fixed noise (seeded), so grids of successive steps are comparable."""
-        if not self.acc.is_main_process:
-            return
-        cfg, n = self.cfg, self.cfg.num_samples
-        labels = (torch.arange(n) % self.num_classes) if cfg.conditional else None
-        sampler = make_sampler(self.scheduler, cfg.sampler, cfg.sample_steps)
-        x = sample(self.ema.model, sampler, n, seed=cfg.seed, labels=labels)
-        out = self.folder / "samples" / f"step_{self.step:07d}.png"
-        out.parent.mkdir(exist_ok=True)
-        make_grid(to_uint8(x)).save(out)
-
-    # --- training
-    def train_step(self) -> None:
-        cfg, acc = self.cfg, self.acc
-        self.unet.train()
-        total = torch.zeros((), device=acc.device)
-        for k in range(cfg.grad_accum):
-            micro = self.step * cfg.grad_accum + k
-            g = step_generator(cfg, micro, acc.process_index, acc.device)
-            idx = batch_indices(cfg, len(self.images), micro, cfg.batch_size, acc.num_processes,
-                                acc.process_index).to(acc.device)
-            x0 = augment(self.images[idx], cfg.flip_p, g)
-            labels = self.labels[idx] if cfg.conditional else None
-            last = k == cfg.grad_accum - 1
-            with acc.autocast(), (acc.no_sync(self.unet) if not last else contextlib.nullcontext()):
-                loss = diffusion_loss(cfg, self.model_fn, self.scheduler, x0, labels, g,
-                                      self.num_classes)
-                acc.backward(loss / cfg.grad_accum)
-            total += loss.detach() / cfg.grad_accum
-        if cfg.grad_clip:
-            acc.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.lr_sched.step()
-        self.ema.update(acc.unwrap_model(self.unet), self.step)
-        self.step += 1
-        self.pending.append(total)
-
-
-def train(cfg: Config, opts: TrainOptions, folder: Path) -> Path:
-    """Train to cfg's step count (resuming if asked); returns the exported model folder."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = make_accelerator(cfg)
-    data = load_folder(cfg, log=print if acc.is_main_process else lambda _: None)
-    if acc.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, folder / "config.json")
-    run = Run(cfg, folder, data, acc)
-    if opts.resume:
-        run.restore()
-    acc.wait_for_everyone()
-    run.log(f"run {folder}: {len(data.images)} images, {len(data.classes)} classes, "
-            f"{sum(p.numel() for p in run.unet.parameters()) / 1e6:.2f}M parameters, "
-            f"{acc.num_processes} process(es) x batch {cfg.batch_size} x accum {cfg.grad_accum} = "
-            f"global batch {run.global_batch}, seed {cfg.seed} (+ process index), device {acc.device}, "
-            f"steps {run.step} -> {run.total}")
-    stop = _install_signal_handlers()
-    bar = tqdm(total=run.total, initial=run.step, disable=not acc.is_main_process,
-               dynamic_ncols=True, unit="step")
-    tick, tick_step = time.perf_counter(), run.step
+def save_checkpoint(path: Path, parts: dict, **extra) -> str:
+    """Write every part's state, `extra` and the RNG state to path atomically (temp file, then rename):
+    a crash or kill -9 mid-write, or a full disk, leaves the previous checkpoint intact. Returns ''
+    or, when the disk refused, why."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = {**{k: v.state_dict() for k, v in parts.items()}, **extra, "rng": rng}
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        while run.step < run.total:
-            start = time.perf_counter()
-            run.train_step()
-            run.seconds += time.perf_counter() - start
-            at = run.step
-            if at % cfg.log_every == 0 or at == run.total or at % cfg.ckpt_every == 0:
-                run.flush_losses()
-                if cfg.max_minutes and _any(run.out_of_time(), acc):  # where processes sync anyway
-                    run.log(f"time budget of {cfg.max_minutes:g} min reached at step {at}")
-                    break
-                now = time.perf_counter()
-                ips = (at - tick_step) * run.global_batch / max(now - tick, 1e-9)
-                tick, tick_step = now, at
-                bar.set_postfix(loss=f"{run.last_loss:.4f}", img_s=f"{ips:.1f}")
-                bar.update(at - bar.n)
-            if at % cfg.ckpt_every == 0 and at < run.total:
-                run.save_checkpoint()
-                run.plot_losses()
-            if cfg.sample_every and at % cfg.sample_every == 0 and at < run.total:
-                run.save_samples()
-                tick = time.perf_counter()  # images/s counts training only
-            if _any(stop["flag"], acc):
-                run.flush_losses()
-                run.save_checkpoint()
-                run.plot_losses()
-                run.log(f"interrupted at step {at}: checkpoint saved; continue with "
-                        f"`python train.py --resume --run_name={folder.name} --out_dir={cfg.out_dir}`")
-                return folder
-    finally:
-        bar.close()
-    run.flush_losses()
-    run.save_checkpoint()
-    run.plot_losses()
-    run.save_samples()
-    model_dir = folder / "model"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return ""
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        return e.strerror or str(e)
+
+
+def restore_checkpoint(path: Path, parts: dict, classes: list[str]) -> tuple[int, float]:
+    """Load what save_checkpoint wrote back into the parts and the RNG; returns (step, seconds)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["classes"] != classes:
+        raise UserError(f"the data's classes {classes} differ from the run's {ckpt['classes']}")
+    for k, v in parts.items():
+        v.load_state_dict(ckpt[k])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return ckpt["step"], ckpt["seconds"]
+
+
+# ----------------------------------------------------------------------------- logs and grids
+
+def flush_losses(pending: list, step: int, acc, path: Path) -> float:
+    """Append the pending losses (mean over processes) to losses.csv; stop on a NaN or inf. Returns the
+    last loss."""
+    losses = acc.reduce(torch.stack([p[0] for p in pending]), "mean").tolist()
+    first = step - len(losses) + 1
     if acc.is_main_process:
-        try:
-            export(run.ema.model, run.scheduler, cfg, data.classes, model_dir)
-        except OSError as e:
-            raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
-                            "checkpoint is kept: free some space and run train.py --resume") from None
-        run.log(f"done: {run.step} steps in {run.seconds / 60:.1f} min of training; model in "
-                f"{model_dir}, samples in {folder / 'samples'}")
-    return model_dir
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "loss", "lr", "seconds"])
+            w.writerows([first + i, f"{v:.6f}", f"{lr:.3g}", f"{s:.3f}"]
+                        for i, (v, (_, lr, s)) in enumerate(zip(losses, pending)))
+    pending.clear()
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise NonFiniteLoss(f"the loss became {losses[bad]} at step {first + bad}; stopped without "
+                            "saving, so checkpoint.pt still holds the last good state (try a lower --lr)")
+    return losses[-1]
 
 
-def _install_signal_handlers() -> dict:
-    """SIGINT / SIGTERM set a flag; the loop saves a checkpoint at the end of the current step."""
-    stop = {"flag": False}
-
-    def handler(signum, _frame):
-        stop["flag"] = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    return stop
+def truncate_losses(path: Path, step: int) -> None:
+    """On resume, forget losses logged after the checkpoint: they will be computed again."""
+    if path.exists():
+        rows = list(csv.reader(path.open()))
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if int(r[0]) <= step)])
 
 
-def _any(flag: bool, acc) -> bool:
+def plot_losses(path: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(path.open()))
+    steps = [int(r["step"]) for r in rows]
+    loss = torch.tensor([float(r["loss"]) for r in rows])
+    k = max(1, len(loss) // 50)  # a running mean shows the trend through per-step noise
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="per step")
+    ax.plot(steps[k - 1:], loss.unfold(0, k, 1).mean(1), lw=1.5, label=f"mean of {k}")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title=out.parent.name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def save_grid(unet, scheduler, cfg: Config, num_classes: int, out: Path) -> None:
+    """A grid from fixed noise (seeded) with the default sampler, so grids of successive steps compare."""
+    n = cfg.num_samples
+    labels = torch.arange(n) % num_classes if cfg.conditional else None
+    out.parent.mkdir(exist_ok=True)
+    make_grid(to_uint8(sample(unet, scheduler, n, labels=labels, seed=cfg.seed))).save(out)
+
+
+# ----------------------------------------------------------------------------- processes and signals
+
+def make_accelerator(cfg: Config):
+    from accelerate import Accelerator  # imported here: argument errors stay fast
+    from accelerate.state import AcceleratorState
+    # One process may train several times (tests, bench.py) with other precisions; the distributed
+    # set-up (PartialState) is kept.
+    AcceleratorState._reset_state()
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use --device=cpu or auto")
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu)
+
+
+def any_process(flag: bool, acc) -> bool:
     """Every process must stop at the same step; with several, agree on it (max of the flags)."""
     if acc.num_processes == 1:
         return flag
-    flag = torch.tensor(float(flag), device=acc.device)
-    return bool(acc.reduce(flag, "max").item())
+    return bool(acc.reduce(torch.tensor(float(flag), device=acc.device), "max").item())
 
 
-def main(argv: list[str]) -> int:
+@contextlib.contextmanager
+def catch_signals():
+    """SIGINT / SIGTERM set an event instead of killing the process: the loop checkpoints and stops at
+    the end of the current step. The previous handlers come back afterwards."""
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        cfg, opts, folder = setup(argv)
-        train(cfg, opts, folder)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        yield stop
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@script
+def main(argv: list[str]) -> int:
+    cfg, folder, resume = setup(argv)
+    try:
+        train(cfg, folder, resume)
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 predicts at t; plus a strip of the forward (noising) process over several timesteps.
 
 Usage:
-    python visualize.py                               # latest run (else shipped model, else untrained)
+    python visualize.py                               # latest run, else the shipped model
     python visualize.py --model=runs/mine --index=12 --t=300 --seed=1
     python visualize.py --untrained                   # the panels with a freshly initialised model
 
@@ -10,6 +10,7 @@ Writes samples/visualization.png (the four panels) and samples/forward_process.p
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,37 +21,33 @@ matplotlib.use("Agg")  # never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from config import UserError, apply_overrides, preset, split_argv  # noqa: E402
+from config import DEFAULT_SIZE, UserError, option, parse_args, preset, script  # noqa: E402
 from dataset import load_folder  # noqa: E402
 from model import Loaded, build_scheduler, build_unet, load_model  # noqa: E402
 
 
 @dataclass
 class VisualizeOptions:
-    model: str = ""  # run or model folder; default: latest run, else the shipped model
-    out_dir: str = "runs"
-    untrained: bool = False  # use a freshly initialised model of the seed preset
-    data_dir: str = ""  # default: the model's training data
-    index: int = 0  # which image of the dataset
-    t: int = 500  # timestep of the noisy / predicted panels
-    strip: tuple[int, ...] = (0, 50, 100, 200, 400, 600, 800, 999)
-    seed: int = 0
-    out: str = "samples/visualization.png"
-    strip_out: str = "samples/forward_process.png"
+    model: str = option("", "a run, an exported model or a folder of runs; default: the latest run "
+                            "under runs/, else pretrained/")
+    untrained: bool = option(False, "use a freshly initialised model of the seed preset")
+    data_dir: str = option("", "default: the model's training data")
+    index: int = option(0, "which image of the data")
+    t: int = option(500, "timestep of the noisy and predicted-noise panels (0..999)")
+    strip: tuple[int, ...] = option((0, 50, 100, 200, 400, 600, 800, 999), "timesteps of the "
+                                                                         "forward-process strip")
+    seed: int = option(0, "seed of the noise")
+    out: str = option("samples/visualization.png", "the four panels")
+    strip_out: str = option("samples/forward_process.png", "the forward-process strip")
 
 
-def get_model(opts: VisualizeOptions) -> tuple[Loaded, bool]:
-    """The trained model asked for, or an untrained one (flagged) when asked or when none exists."""
-    if not opts.untrained:
-        try:
-            return load_model(opts.model or None, opts.out_dir), True
-        except UserError:
-            if opts.model:  # a model the user named must load; only the default falls back
-                raise
-            print("no trained model found: showing an untrained model")
-    cfg = preset("seed")
-    torch.manual_seed(opts.seed)
-    return Loaded(build_unet(cfg), build_scheduler(cfg), cfg, [], Path("untrained")), False
+def get_model(o: VisualizeOptions) -> tuple[Loaded, bool]:
+    """The trained model asked for, or an untrained one (flagged) when asked."""
+    if not o.untrained:
+        return load_model(o.model), True
+    cfg = preset("seed", image_size=DEFAULT_SIZE)
+    torch.manual_seed(o.seed)
+    return Loaded(build_unet(cfg), build_scheduler(cfg), cfg, [], None, Path("untrained")), False
 
 
 def predicted_noise(m: Loaded, x_t: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None):
@@ -74,53 +71,47 @@ def show(ax, x: torch.Tensor, title: str, noise: bool = False) -> None:
     ax.axis("off")
 
 
-def main(argv: list[str]) -> int:
-    opts = VisualizeOptions()
-    try:
-        apply_overrides([opts], split_argv(argv))
-        m, trained = get_model(opts)
-        if opts.data_dir:
-            m.cfg.data_dir = opts.data_dir
-        data = load_folder(m.cfg)
-        if not 0 <= opts.index < len(data.images):
-            raise UserError(f"--index must be in 0..{len(data.images) - 1}")
-        T = m.scheduler.config.num_train_timesteps
-        if not all(0 <= t < T for t in (opts.t, *opts.strip)):
-            raise UserError(f"timesteps must be in 0..{T - 1}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    x0 = data.images[opts.index:opts.index + 1].float() / 127.5 - 1
-    g = torch.Generator().manual_seed(opts.seed)
+@script
+def main(argv: list[str]) -> None:
+    o = VisualizeOptions()
+    parse_args(argv, __doc__, o, config=False)
+    m, trained = get_model(o)
+    data = load_folder(dataclasses.replace(m.cfg, data_dir=o.data_dir or m.cfg.data_dir))
+    if not 0 <= o.index < len(data.images):
+        raise UserError(f"--index must be in 0..{len(data.images) - 1}")
+    T = m.scheduler.config.num_train_timesteps
+    if not all(0 <= t < T for t in (o.t, *o.strip)):
+        raise UserError(f"timesteps must be in 0..{T - 1}")
+    x0 = data.images[o.index:o.index + 1].float() / 127.5 - 1
+    g = torch.Generator().manual_seed(o.seed)
     noise = torch.randn(x0.shape, generator=g)
-    t = torch.tensor([opts.t])
+    t = torch.tensor([o.t])
     x_t = m.scheduler.add_noise(x0, noise, t)
     label = None
     if m.cfg.conditional:
-        label = data.labels[opts.index:opts.index + 1] if data.classes == m.classes else \
+        label = data.labels[o.index:o.index + 1] if data.classes == m.classes else \
             torch.tensor([len(m.classes)])  # other data: the "no class" label
     pred = predicted_noise(m, x_t, t, label)
     mse = torch.mean((pred - noise) ** 2).item()
     state = "" if trained else " (untrained model)"
 
     fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-    show(axes[0], x0[0], f"clean: {data.files[opts.index].name}")
+    show(axes[0], x0[0], f"clean: {data.files[o.index].name}")
     show(axes[1], noise[0], "noise", noise=True)
-    show(axes[2], x_t[0], f"noisy at t={opts.t}")
+    show(axes[2], x_t[0], f"noisy at t={o.t}")
     show(axes[3], pred[0], f"predicted noise{state}\nMSE {mse:.3f}", noise=True)
     fig.suptitle(f"model: {m.source}" if trained else "untrained model (random weights)", fontsize=9)
-    _save(fig, opts.out)
+    _save(fig, o.out)
 
-    steps = torch.tensor(opts.strip)
+    steps = torch.tensor(o.strip)
     strip = m.scheduler.add_noise(x0.expand(len(steps), -1, -1, -1),
                                   noise.expand(len(steps), -1, -1, -1), steps)
     fig, axes = plt.subplots(1, len(steps), figsize=(1.4 * len(steps), 1.8))
     for ax, img, s in zip(axes, strip, steps.tolist()):
         show(ax, img, f"t={s}")
     fig.suptitle("forward process q(x_t | x_0)", fontsize=9)
-    _save(fig, opts.strip_out)
-    print(f"wrote {opts.out} (predicted-noise MSE {mse:.3f}{state}) and {opts.strip_out}")
-    return 0
+    _save(fig, o.strip_out)
+    print(f"wrote {o.out} (predicted-noise MSE {mse:.3f}{state}) and {o.strip_out}")
 
 
 def _save(fig, path: str) -> None:
