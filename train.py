@@ -127,9 +127,9 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
         f"{acc.num_processes} process(es) x batch {cfg.batch_size} = global batch {global_batch}, "
         f"seed {cfg.seed}, device {acc.device}, steps {step} -> {total}")
 
-    bar = tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True, unit="step")
     pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
-    with catch_signals() as stop:
+    with catch_signals() as stop, tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True,
+                                       unit="step") as bar:
         while step < total:
             # One step. Its randomness (batch, flips, noise, timesteps, label drops) derives from
             # (seed, step, process) alone, so a resumed run draws exactly what it would have drawn.
@@ -175,13 +175,12 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             if main and cfg.num_samples and (done or (cfg.sample_every and step % cfg.sample_every == 0)):
                 save_grid(ema.model, scheduler, cfg, num_classes, folder / "samples" / f"step_{step:07d}.png")
             if interrupted:
-                bar.close()
+                bar.close()  # before the message, so that it gets a line of its own
                 log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
                     f"--resume --run_name={folder.name} --out_dir={cfg.out_dir}`")
                 return folder
             if done:
                 break
-    bar.close()
 
     # Export: the EMA weights in diffusers format, with our config, class names and palette.
     model_dir = folder / "model"

@@ -6,16 +6,8 @@ import torch
 
 import generate
 import train
-from config import preset
-from conftest import smoke_argv
+from config import ROOT, preset
 from model import build_unet, guided_output, load_model
-
-
-@pytest.fixture(scope="module")
-def cond_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cond")
-    assert train.main(smoke_argv(out, "c", "--conditional", "--max_steps=2", "--sample_every=0")) == 0
-    return out / "c"
 
 
 def test_label_dropout_rate():
@@ -71,9 +63,8 @@ def test_class_names_are_saved_with_the_model(cond_run):
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
 def test_every_class_samples_with_every_sampler(cond_run, sampler):
     m = load_model(cond_run)
-    opts = generate.GenerateOptions(num_images=2, sampler=sampler, steps=2, classes="all")
-    images, rows = generate.generate(m, opts)
-    assert rows == m.classes and images.shape == (30, 3, 32, 32)
+    images, raw, rows = generate.generate(m, 2, "all", sampler=sampler, steps=2)
+    assert rows == m.classes and images.shape == raw.shape == (30, 4, 32, 32)
 
 
 def test_class_grid_is_labelled(cond_run, tmp_path):
@@ -94,6 +85,7 @@ def test_guidance_and_sampler_sweeps_report_every_class(cond_run, tmp_path):
     import evaluate
     out = tmp_path / "sweep.json"
     assert evaluate.main([f"--model={cond_run}", "--guidance_sweep=1,3", "--per_class=1",
+                          f"--data_dir={ROOT / 'data' / 'dcss_items'}",  # the probe needs every icon
                           "--sampler_sweep=ddim-2,dpm-2", "--num_samples=4", "--sampler=ddim",
                           "--steps=2", f"--json={out}"]) == 0
     result = json.loads(out.read_text())

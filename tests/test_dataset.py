@@ -141,6 +141,26 @@ def test_unusable_folders_stop_with_one_sentence(tmp_path, setup, message):
         load_folder(cfg_for(setup(tmp_path)), log=lambda _: None)
 
 
+def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
+    """16x16 sprites train at 16x16 (not upscaled to 32); mixed sizes go to 32 with one line that says
+    what happened and how to pick another size; a size the UNet cannot take names the ones it can."""
+    for i in range(3):
+        Image.fromarray(sprite(16), "RGBA").save(tmp_path / f"{i}.png")
+    lines = []
+    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    assert data.images.shape[-2:] == (16, 16) and lines == []
+    Image.fromarray(sprite(24), "RGBA").save(tmp_path / "big.png")
+    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    assert data.images.shape[-2:] == (32, 32)
+    assert lines == ["4 images were resized to 32x32 with NEAREST (first: 0.png: resized 16 -> 32 "
+                     "(nearest)); --image_size=N trains at another size"]
+    for p in tmp_path.glob("*.png"):
+        p.unlink()
+    Image.fromarray(sprite(18), "RGBA").save(tmp_path / "odd.png")
+    with pytest.raises(UserError, match="the images are 18x18.*--image_size=20"):
+        load_folder(preset("seed", data_dir=str(tmp_path)))
+
+
 def test_shipped_dataset_loads():
     data = load_folder(preset("seed"), log=lambda _: None)
     assert data.images.shape == (346, 3, 32, 32) and len(data.classes) == 15 and not data.skipped

@@ -6,9 +6,7 @@ import torch.nn.functional as F
 
 import evaluate
 import generate
-import train
 from config import UserError, preset
-from conftest import smoke_argv
 from dataset import load_folder
 from palette import extract, load_palette, parse_gpl, parse_hex, snap
 
@@ -20,7 +18,7 @@ def icons():
 
 @pytest.fixture(scope="module")
 def net():
-    return evaluate.lite0()
+    return evaluate.lite0()  # loaded once per session (functools.cache)
 
 
 def blur(images):
@@ -95,20 +93,29 @@ def test_hex_and_gpl_parsing(tmp_path):
         load_palette(tmp_path / "p.txt")
 
 
-def test_rgba_model_outputs_binary_alpha_and_palette_colours(tmp_path):
-    assert train.main(smoke_argv(tmp_path, "rgba", "--channels=4", "--max_steps=2",
-                                 "--sample_every=0")) == 0
-    opts = generate.GenerateOptions(model=str(tmp_path / "rgba"), num_images=3, steps=2,
-                                    out=str(tmp_path / "g.png"), colors=8)
-    assert generate.main([f"--{k}={v}" for k, v in vars(opts).items()]) == 0
-    m = generate.load_model(opts.model)
-    raw, _ = generate.generate(m, opts)
-    out = generate.postprocess(raw, m, opts)
+def test_rgba_model_outputs_binary_alpha_and_palette_colours(cond_run, tmp_path):
+    """Generation reads the model folder and nothing else: its palette was saved with the export."""
+    assert generate.main([f"--model={cond_run}", "--num_images=3", "--steps=2", "--class=none",
+                          f"--out={tmp_path / 'g.png'}"]) == 0
+    m = generate.load_model(cond_run)
+    out, raw, _ = generate.generate(m, 3, "none", steps=2)
     assert out.shape[1] == 4 and set(out[:, 3].unique().tolist()) <= {0, 255}
-    pal = load_palette(tmp_path / "rgba" / "model" / "palette_8.hex")  # cached beside the model
+    pal = load_palette(cond_run / "model" / "palette.hex")
+    assert torch.equal(pal, m.palette) and 2 <= len(pal) <= 32
     assert {tuple(c) for c in out[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).tolist()} <= \
         {tuple(c) for c in pal.tolist()}
     for name in ("g.png", "g_sheet.png", "g/0000.png", "g/raw/0000.png"):
         assert (tmp_path / name).is_file(), name
     raw_alpha = np.asarray(generate.Image.open(tmp_path / "g" / "raw" / "0000.png"))[..., 3]
     assert raw_alpha.shape == (32, 32)
+
+
+def test_generation_does_not_need_the_training_data(cond_run, tmp_path):
+    """A model folder copied away from its data (and its run) still generates with the data palette."""
+    import shutil
+    shutil.copytree(cond_run / "model", tmp_path / "moved")
+    m = generate.load_model(tmp_path / "moved")
+    m.cfg.data_dir = str(tmp_path / "deleted")
+    images, _, _ = generate.generate(m, 2, steps=2)
+    assert images.shape == (2, 4, 32, 32)
+    assert not (tmp_path / "moved" / "palette_32.hex").exists()  # nothing cached into the folder

@@ -2,6 +2,7 @@
 import json
 
 import recipes
+from conftest import SMALL_DATA
 
 
 def test_candidates_are_valid_configs():
@@ -11,8 +12,9 @@ def test_candidates_are_valid_configs():
 
 
 def test_marks_resume_score_and_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(recipes.CANDIDATES, "tiny", ("smoke", {}, "the smoke model"))
-    monkeypatch.setitem(recipes.CANDIDATES, "tiny-lr", ("smoke", {"lr": 1e-4}, "a lower lr"))
+    small = {"data_dir": str(SMALL_DATA)}
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny", ("smoke", small, "the smoke model"))
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny-lr", ("smoke", {**small, "lr": 1e-4}, "a lower lr"))
     common = ["--num_samples=4", f"--out_dir={tmp_path}"]
     assert recipes.main(["--candidates=tiny,tiny-lr", "--minutes=1e-7", *common]) == 0
     assert recipes.main(["--candidates=tiny", "--minutes=1e-7,0.001", *common]) == 0  # only the new mark
@@ -38,7 +40,7 @@ def test_an_interrupted_candidate_is_not_scored(tmp_path, monkeypatch, capsys):
     """train() returns the run folder, not its export, when Ctrl-C or SIGTERM stopped it: the stale
     export must not be scored as if it had reached the mark."""
     import train
-    monkeypatch.setattr(train, "train", lambda cfg, opts, folder: folder)
+    monkeypatch.setattr(train, "train", lambda cfg, folder, resume: folder)
     assert recipes.main(["--candidates=cpu-start", "--minutes=1", f"--out_dir={tmp_path}"]) == 2
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()

@@ -12,16 +12,15 @@ import torch
 import bench
 import train
 from config import ROOT
-from conftest import smoke_argv
+from conftest import SMALL_DATA, smoke_argv
 
 
 def rows(run_dir):
     return list(csv.DictReader((run_dir / "losses.csv").open()))
 
 
-def test_mixed_precision_channels_last_and_accumulation_run_on_cpu(tmp_path):
-    argv = smoke_argv(tmp_path, "flags", "--mixed_precision=bf16", "--channels_last",
-                      "--grad_accum=2", "--max_steps=2", "--sample_every=0")
+def test_mixed_precision_runs_on_cpu(tmp_path):
+    argv = smoke_argv(tmp_path, "flags", "--mixed_precision=bf16", "--max_steps=2", "--sample_every=0")
     assert train.main(argv) == 0
     assert len(rows(tmp_path / "flags")) == 2
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows(tmp_path / "flags"))
@@ -46,7 +45,7 @@ def torchrun(*args):
 
 def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
     out = torchrun(*smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0"))
-    assert "2 process(es) x batch 8 x accum 1 = global batch 16" in out
+    assert "2 process(es) x batch 8 = global batch 16" in out
     assert out.count("done: 3 steps") == 1  # only the main process reports and writes
     assert len(rows(tmp_path / "ddp")) == 3
     torchrun("--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5")
@@ -55,12 +54,14 @@ def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
 
 
 def test_bench_quick_measures_side_by_side(tmp_path):
+    """The cpu preset is conditional: the FLOP count and the sampling must pass class labels."""
     out = tmp_path / "b.json"
-    assert bench.main(["--quick", "--steps=2", "--samplers=ddim,dpm", "--variants=base,channels_last",
+    assert bench.main(["--quick", "--preset=cpu", f"--data_dir={SMALL_DATA}", "--timed_steps=2",
+                       "--batch_size=4", "--samplers=ddim,dpm", "--variants=base,attn_head32",
                        f"--json={out}"]) == 0
     result = json.loads(out.read_text())
     loops = [r["loop"] for r in result["training"]]
-    assert loops[0].startswith("seed") and loops[1:] == ["repo: base", "repo: channels_last"]
+    assert loops[0].startswith("seed") and loops[1:] == ["repo: base", "repo: attn_head32"]
     assert result["peak_gflops"] > 0 and result["gflop_per_step"] > 0
     assert all(r["images_per_s"] > 0 and 0 < r["peak_fraction"] for r in result["training"])
     assert result["training"][0]["vs_seed"] == 1.0

@@ -9,7 +9,7 @@ import train
 from conftest import smoke_argv
 from config import preset
 from dataset import augment, load_folder
-from model import build_scheduler, build_unet, load_model, make_sampler, sample
+from model import build_scheduler, build_unet, load_model, sample
 
 
 def losses(run_dir):
@@ -44,10 +44,9 @@ def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
     assert loss_at_fixed_draw().item() < 0.7 * before
 
 
-@pytest.mark.parametrize("weighting, target", [("min_snr", "epsilon"), ("min_snr", "v_prediction"),
-                                               ("none", "sample")])
-def test_loss_variants_are_finite(weighting, target):
-    cfg = preset("smoke", loss_weighting=weighting, prediction_type=target)
+@pytest.mark.parametrize("gamma, target", [(5.0, "epsilon"), (5.0, "v_prediction"), (0.0, "sample")])
+def test_loss_variants_are_finite(gamma, target):
+    cfg = preset("smoke", min_snr_gamma=gamma, prediction_type=target)
     unet, scheduler = build_unet(cfg), build_scheduler(cfg)
     x0 = torch.rand(4, 3, 32, 32) * 2 - 1
     loss = train.diffusion_loss(cfg, unet, scheduler, x0, None, torch.Generator().manual_seed(0), 0)
@@ -56,10 +55,11 @@ def test_loss_variants_are_finite(weighting, target):
 
 def test_batches_cover_each_epoch_once(tiny_cfg):
     n, b = 10, 3
-    stream = torch.cat([train.batch_indices(tiny_cfg, n, s, b, 1, 0) for s in range(10)])
+    stream = torch.cat([train.batch_indices(tiny_cfg.seed, n, s, b, 1, 0) for s in range(10)])
     assert sorted(stream[:10].tolist()) == list(range(10))  # epoch 0: a permutation
     assert sorted(stream[10:20].tolist()) == list(range(10))  # epoch 1: another one
-    two = [torch.cat([train.batch_indices(tiny_cfg, n, s, b, 2, r) for r in (0, 1)]) for s in range(5)]
+    two = [torch.cat([train.batch_indices(tiny_cfg.seed, n, s, b, 2, r) for r in (0, 1)])
+           for s in range(5)]
     assert torch.equal(torch.cat(two), stream[:30])  # two processes split the same stream
 
 
@@ -89,9 +89,7 @@ def test_time_budget_stops_exports_and_resumes(tmp_path):
 
 def test_same_seed_same_samples_and_matches_diffusers_pipeline(smoke_run):
     m = load_model(smoke_run)
-    x1 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=3)
-    x2 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=3)
-    x3 = sample(m.unet, make_sampler(m.scheduler, "ddpm", 5), 2, seed=4)
+    x1, x2, x3 = (sample(m.unet, m.scheduler, 2, seed=s, sampler="ddpm", steps=5) for s in (3, 3, 4))
     assert torch.equal(x1, x2) and not torch.equal(x1, x3)
     pipe = DDPMPipeline.from_pretrained(smoke_run / "model")  # no code of this repo needed
     ref = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5,
@@ -101,14 +99,16 @@ def test_same_seed_same_samples_and_matches_diffusers_pipeline(smoke_run):
 
 
 def test_smoke_run_writes_everything(smoke_run):
-    for name in ("config.json", "checkpoint.pt", "losses.csv", "loss.png",
+    for name in ("config.json", "checkpoint.pt", "losses.csv", "loss.png", "palette.hex",
                  "model/model_index.json", "model/unet/diffusion_pytorch_model.safetensors",
-                 "model/scheduler/scheduler_config.json", "model/pixelart.json"):
+                 "model/scheduler/scheduler_config.json", "model/pixelart.json", "model/palette.hex"):
         assert (smoke_run / name).is_file(), name
     assert len(list((smoke_run / "samples").glob("step_*.png"))) == 2
     assert len(losses(smoke_run)) == 6
     ckpt = torch.load(smoke_run / "checkpoint.pt", weights_only=True)
     assert {"step", "unet", "ema", "optimizer", "config", "rng"} <= set(ckpt) and ckpt["step"] == 6
+    seconds = [float(r["seconds"]) for r in csv.DictReader((smoke_run / "losses.csv").open())]
+    assert seconds == sorted(seconds) and seconds[0] > 0  # training time, step by step
 
 
 def test_existing_run_is_not_overwritten(smoke_run, capsys):
@@ -129,5 +129,5 @@ def test_every_sampler_keeps_images_in_range(tiny_cfg, name):
     samples run away to flat saturated colours (DPM-Solver did, before its thresholding was set)."""
     torch.manual_seed(0)
     unet = build_unet(tiny_cfg).eval()
-    x = sample(unet, make_sampler(build_scheduler(tiny_cfg), name, 10), 4, seed=0)
+    x = sample(unet, build_scheduler(tiny_cfg), 4, seed=0, sampler=name, steps=10)
     assert x.abs().max() <= 1.0 + 1e-4
