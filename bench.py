@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 import config as config_mod
-from config import Config, UserError, option, script
-from dataset import list_images, load_folder, resolve_dir
+from config import Config, UserError, option, resolve_path, script
+from dataset import list_images, load_folder
 from model import SAMPLERS, build_scheduler, build_unet, sample
 
 VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
@@ -94,7 +94,7 @@ def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    files = [p for p, _ in list_images(resolve_dir(cfg.data_dir))]
+    files = [p for p, _ in list_images(resolve_path(cfg.data_dir))]
     tf = T.Compose([T.Resize((cfg.image_size, cfg.image_size)), T.RandomHorizontalFlip(),
                     T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
 
@@ -161,8 +161,6 @@ def sampling(cfg: Config, num_classes: int, device: torch.device, opts: BenchOpt
     cap = 5 if opts.quick else 10 if device.type == "cpu" else 10**6
     rows = []
     for name in opts.samplers:
-        if name not in SAMPLERS:
-            raise UserError(f"unknown sampler {name!r}; samplers: {', '.join(SAMPLERS)}")
         n_steps = SAMPLERS[name][1]
         k = min(cap, n_steps)
         sample(unet, scheduler, 16, labels=labels, sampler=name, steps=2)  # warm-up
@@ -194,8 +192,6 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
           f"matmul peak {result['peak_gflops']:.0f} GFLOPS")
     loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, device, opts)}
     for v in opts.variants:
-        if v not in VARIANTS:
-            raise UserError(f"unknown variant {v!r}; variants: {', '.join(VARIANTS)}")
         loops[f"repo: {v}"] = lambda v=v: repo_round(dataclasses.replace(cfg, **VARIANTS[v]), opts)
     rows = compare_loops(loops, cfg, opts)
     for r in rows:
@@ -223,6 +219,10 @@ def main(argv: list[str]) -> None:
     opts = BenchOptions()
     quick = any(a in ("--quick", "--quick=true", "--quick=1") for a in argv)
     cfg, _ = config_mod.parse_args(argv, __doc__, opts, default_preset="smoke" if quick else "seed")
+    for kind, names, known in (("variant", opts.variants, VARIANTS), ("sampler", opts.samplers, SAMPLERS)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UserError(f"unknown {kind} {unknown[0]!r}; {kind}s: {', '.join(known)}")
     if opts.lr_scale:  # linear scaling rule from the reference batch of 16
         cfg.lr *= cfg.batch_size / 16
     if opts.quick:

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import re
 import sys
 import textwrap
 import typing
@@ -25,6 +26,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SIZE = 32  # the seed's image size, used when the data has no single size of its own
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A relative path is looked up from the current folder, then from the repo root (so that
+    data/dcss_items and pretrained/ work from anywhere)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (ROOT / p).exists():
+        return ROOT / p
+    return p
 
 
 class UserError(Exception):
@@ -214,7 +224,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
     """An argparse parser whose options are the targets' fields, each with its type, default and help."""
-    script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "script.py"
+    named = re.search(r"python (\w+\.py)", doc)  # the script, as its usage docstring names it
+    script = named.group(1) if named else Path(sys.argv[0]).name
     epilog = None
     if config:
         lines = ["presets (--preset=NAME starts from these values; options override them):"]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import DEFAULT_SIZE, ROOT, Config, UserError, downsampling, parse_args, parse_color, script
+from config import DEFAULT_SIZE, Config, UserError, downsampling, parse_args, parse_color, resolve_path, script
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
 # A 32x32 sprite set has no business holding a 20000x20000 image; refusing above this keeps a
@@ -42,14 +42,6 @@ class PixelData:
     files: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things done to some images (padding, resizing)
-
-
-def resolve_dir(path: str) -> Path:
-    """A relative data_dir is looked up from the current folder, then from the repo root."""
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (ROOT / p).exists():
-        return ROOT / p
-    return p
 
 
 def list_images(root: Path) -> list[tuple[Path, str]]:
@@ -172,7 +164,7 @@ def pick_size(cfg: Config, entries: list[tuple[Path, str]]) -> int:
 def load_folder(cfg: Config, log=print) -> PixelData:
     """Decode every image under cfg.data_dir once, at pick_size(). Bad files are reported (one line
     each) and skipped; padding and resizing are reported in one line each."""
-    root = resolve_dir(cfg.data_dir)
+    root = resolve_path(cfg.data_dir)
     entries = list_images(root)
     size = pick_size(cfg, entries)
     background = parse_color(cfg.background)
@@ -250,7 +242,7 @@ def main(argv: list[str]) -> None:
     cfg, _ = parse_args(argv, __doc__)
     data = load_folder(cfg)
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
-    print(f"{len(data.files)} images from {resolve_dir(cfg.data_dir)} -> tensor "
+    print(f"{len(data.files)} images from {resolve_path(cfg.data_dir)} -> tensor "
           f"{tuple(data.images.shape)} uint8, {len(data.classes)} classes:")
     print(", ".join(f"{c} ({n})" for c, n in zip(data.classes, counts)))
 

@@ -5,7 +5,7 @@ Usage:
     python evaluate.py --model=runs/mine --num_samples=1000 --steps=20 --json=eval.json
     python evaluate.py --samples=samples/generated      # any folder of images instead of a model
     python evaluate.py --class=potion --guidance=3      # conditional models
-    python evaluate.py --sampler_sweep=ddpm-1000,ddim-50,dpm-20 --num_samples=48 --json=samplers.json
+    python evaluate.py --sampler_sweep=dpm-10,dpm-20,ddim-50 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
 
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from config import UserError, option, parse_args, preset, script
 from dataset import load_folder, make_grid
 from generate import SAMPLING_HELP, generate
-from model import GUIDANCE, PALETTE, SAMPLER, Loaded, load_model
+from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model
 
 FEATURE_BATCH = 128
 
@@ -77,14 +77,15 @@ def features(images: torch.Tensor, net: torch.nn.Module | None = None) -> torch.
 
 
 def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (float64). The trace of
-    sqrt(S1 S2) is computed as that of sqrt(S1^1/2 S2 S1^1/2), a symmetric matrix: two eigh calls
-    instead of a general matrix square root, and no complex round-off."""
-    s1, s2 = torch.cov(a.T), torch.cov(b.T)
-    w, v = torch.linalg.eigh(s1)
-    root = (v * w.clamp(min=0).sqrt()) @ v.T
-    tr_covmean = torch.linalg.eigvalsh(root @ s2 @ root).clamp(min=0).sqrt().sum()
-    return float((a.mean(0) - b.mean(0)).square().sum() + s1.trace() + s2.trace() - 2 * tr_covmean)
+    """Frechet distance between Gaussians fitted to two feature sets (float64). With A and B the
+    centred features, S1 = A'A / (n-1) and S2 = B'B / (m-1), the square roots of the eigenvalues of
+    S1 S2 are the singular values of A B' / sqrt((n-1)(m-1)), so tr sqrt(S1 S2) needs one n x m SVD
+    instead of a d x d matrix square root: exact, and fast when the sets are smaller than d = 1280."""
+    n, m = len(a), len(b)
+    A, B = a - a.mean(0), b - b.mean(0)
+    tr_covmean = torch.linalg.svdvals(A @ B.T).sum() / ((n - 1) * (m - 1)) ** 0.5
+    tr1, tr2 = A.square().sum() / (n - 1), B.square().sum() / (m - 1)
+    return float((a.mean(0) - b.mean(0)).square().sum() + tr1 + tr2 - 2 * tr_covmean)
 
 
 def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, size: int = 100,
@@ -105,7 +106,10 @@ def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, size: int = 100,
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
-    """Precision, recall, density, coverage (Naeem et al. 2020) with k nearest neighbours."""
+    """Precision, recall, density, coverage (Naeem et al. 2020) with k nearest neighbours (fewer when
+    a set has no k other points)."""
+    k = max(1, min(k, len(real) - 1, len(fake) - 1))
+
     def kth(x):  # distance of each point to its k-th nearest other point
         return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
 
@@ -165,22 +169,23 @@ def colour_counts(images: torch.Tensor) -> np.ndarray:
 def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8) -> float:
     """Share of (opaque) sample pixels farther than `tolerance` levels (max over R,G,B) from every
     colour that occurs in the data. A 256^3 table of the data's colours, dilated by the tolerance
-    along each axis (a separable max-pool), answers each pixel with one lookup."""
-    def px(images):
+    along each axis (a running sum), answers each pixel with one lookup."""
+    def colours(images):
         p = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
         return (p[p[:, 3] > 127] if images.shape[1] == 4 else p)[:, :3].long()
 
-    s = px(samples)
+    s = colours(samples)
     if len(s) == 0:
         return 0.0
-    table = torch.zeros(256, 256, 256)
-    d = px(data)
-    table[d[:, 0], d[:, 1], d[:, 2]] = 1
-    k = 2 * tolerance + 1
-    near = table[None, None]
-    for kernel in ((k, 1, 1), (1, k, 1), (1, 1, k)):
-        near = F.max_pool3d(near, kernel, stride=1, padding=tuple(x // 2 for x in kernel))
-    return (near[0, 0][s[:, 0], s[:, 1], s[:, 2]] == 0).double().mean().item()
+    near = torch.zeros(256, 256, 256, dtype=torch.int32)
+    d = colours(data)
+    near[d[:, 0], d[:, 1], d[:, 2]] = 1
+    for axis in range(3):  # a box of 2 * tolerance + 1 along each axis, from a running sum
+        c = near.movedim(axis, -1).cumsum(-1, dtype=torch.int32)
+        c = torch.cat([torch.zeros_like(c[..., :tolerance + 1]), c,
+                       c[..., -1:].expand(-1, -1, tolerance)], -1)
+        near = (c[..., 2 * tolerance + 1:] - c[..., :256] > 0).int().movedim(-1, axis)
+    return (near[s[:, 0], s[:, 1], s[:, 2]] == 0).double().mean().item()
 
 
 def semi_transparent(images: torch.Tensor) -> float:
@@ -268,12 +273,12 @@ def train_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return probe.requires_grad_(False)
 
 
-def probe_for(data, net) -> tuple:
-    """The probe trained on the data and its mirror images; its held-out accuracy (half the icons
-    trained, the other half scored) says how far its verdicts on samples can be trusted."""
-    x = torch.cat([data.images, data.images.flip(-1)])
+def probe_for(data, f_data: torch.Tensor, net) -> tuple:
+    """The probe trained on the data (features f_data) and its mirror images; its held-out accuracy
+    (half the icons trained, the other half scored) says how far its verdicts on samples can be
+    trusted."""
     y = torch.cat([data.labels, data.labels])
-    f = features(x, net)
+    f = torch.cat([f_data, features(data.images.flip(-1), net)])
     mean, std = f.mean(0), f.std(0) + 1e-6
     f = (f - mean) / std
     n, k = len(data.images), len(data.classes)
@@ -284,15 +289,15 @@ def probe_for(data, net) -> tuple:
     return train_probe(f, y, k), mean, std, held_acc
 
 
-def guidance_sweep(m: Loaded, data, scales: tuple[float, ...], per_class: int, seed: int = 0,
-                   sampler: str = SAMPLER, steps: int = 0, palette: str = PALETTE) -> dict:
+def guidance_sweep(m: Loaded, data, f_data: torch.Tensor, scales: tuple[float, ...], per_class: int,
+                   seed: int = 0, sampler: str = SAMPLER, steps: int = 0,
+                   palette: str = PALETTE) -> dict:
     """For each guidance scale: the share of conditional samples the probe assigns to the class they
-    were asked for (overall and per class), and their FD-Lite0 against the data."""
+    were asked for (overall and per class), and their FD-Lite0 against the data (features f_data)."""
     if not m.cfg.conditional:
         raise UserError("--guidance_sweep needs a class-conditional model")
     net = lite0()
-    probe, mean, std, held_acc = probe_for(data, net)
-    f_data = features(data.images, net)
+    probe, mean, std, held_acc = probe_for(data, f_data, net)
     rows = []
     for w in scales:
         images, _, _ = generate(m, per_class, "all", seed, sampler, steps, w, palette)
@@ -309,16 +314,14 @@ def guidance_sweep(m: Loaded, data, scales: tuple[float, ...], per_class: int, s
             "class_counts": dict(zip(data.classes, counts)), "rows": rows}
 
 
-def sampler_sweep(m: Loaded, data, specs: tuple[str, ...], n: int, seed: int = 0, classes: str = "",
-                  guidance: float = GUIDANCE, palette: str = PALETTE) -> list[dict]:
-    """FD-Lite0 and seconds of each sampler-steps setting ('dpm-20'), same model, seeds and count."""
+def sampler_sweep(m: Loaded, f_data: torch.Tensor, specs: tuple[str, ...], n: int, seed: int = 0,
+                  classes: str = "", guidance: float = GUIDANCE, palette: str = PALETTE) -> list[dict]:
+    """FD-Lite0 (against the data's features f_data) and seconds of each sampler-steps setting
+    ('dpm-20'), same model, seeds and count."""
     net = lite0()
-    f_data = features(data.images, net)
     rows = []
     for spec in specs:
         name, _, steps = spec.partition("-")
-        if not steps.isdigit() and steps:
-            raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS")
         t0 = time.perf_counter()
         images, _, _ = generate(m, n, classes, seed, name, int(steps or 0), guidance, palette)
         seconds = time.perf_counter() - t0
@@ -344,7 +347,7 @@ class EvalOptions:
     classes: str = option("", SAMPLING_HELP["classes"], flag="class")
     guidance: float = option(GUIDANCE, SAMPLING_HELP["guidance"])
     palette: str = option(PALETTE, SAMPLING_HELP["palette"])
-    sampler_sweep: tuple[str, ...] = option((), "e.g. ddpm-1000,ddim-50,dpm-20: FD-Lite0 and seconds "
+    sampler_sweep: tuple[str, ...] = option((), "e.g. dpm-10,ddim-50,ddpm-1000: FD-Lite0 and seconds "
                                                 "of each, instead of the score table")
     guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "
                                                    "FD-Lite0 of each scale")
@@ -379,14 +382,21 @@ def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
 def main(argv: list[str]) -> None:
     o = EvalOptions()
     parse_args(argv, __doc__, o, config=False)
+    for spec in o.sampler_sweep:  # wrong specs fail now, not after minutes of sampling
+        name, _, steps = spec.partition("-")
+        if name not in SAMPLERS or not (steps.isdigit() or steps == ""):
+            raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS with a "
+                            f"sampler of {', '.join(SAMPLERS)}")
     if o.sampler_sweep or o.guidance_sweep:
         m, data = model_and_data(o)
+        f_data = features(data.images)
         report = {"model": str(m.source), "options": dataclasses.asdict(o)}
         if o.sampler_sweep:
-            report["samplers"] = sampler_sweep(m, data, o.sampler_sweep, o.num_samples or len(data.images),
-                                               o.seed, o.classes, o.guidance, o.palette)
+            report["samplers"] = sampler_sweep(m, f_data, o.sampler_sweep,
+                                               o.num_samples or len(data.images), o.seed, o.classes,
+                                               o.guidance, o.palette)
         if o.guidance_sweep:
-            report["guidance"] = guidance_sweep(m, data, o.guidance_sweep, o.per_class, o.seed,
+            report["guidance"] = guidance_sweep(m, data, f_data, o.guidance_sweep, o.per_class, o.seed,
                                                 o.sampler, o.steps, o.palette)
     else:
         samples, data = samples_and_data(o)

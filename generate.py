@@ -6,7 +6,7 @@ Usage:
     python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
     python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
     python generate.py --class=none             # a conditional model sampled without a class
-    python generate.py --palette=my.gpl         # snap to your palette (.hex or .gpl); none: raw colours
+    python generate.py --palette=my.hex         # snap to your palette (.hex or .gpl); none: raw colours
 
 Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
 samples/generated_images_sheet.png (a sprite sheet at native size), samples/generated/NNNN.png (each

@@ -186,7 +186,7 @@ def load_model(where: str | Path = "") -> Loaded:
     a folder of runs (the latest). "" means runs/ if it holds a run, else the model in pretrained/."""
     if str(where) == "":
         where = "runs" if latest_run("runs") else SHIPPED
-    path = Path(where)
+    path = config_mod.resolve_path(where)
     if not path.exists():
         raise UserError(f"{path} does not exist")
     if not (path / META_FILE).exists() and not (path / "config.json").exists() and latest_run(path):

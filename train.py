@@ -70,7 +70,11 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
                             f"may change (got {', '.join(sorted(changed))})")
         saved = config_mod.load(run / "config.json")
         return dataclasses.replace(saved, **{k: given[k] for k in RESUMABLE & set(given)}), run, True
-    name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{given.get('preset', 'seed')}"
+    name = cfg.run_name
+    if not name:  # a timestamp; two runs started in the same second get their own folders
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{given.get('preset', 'seed')}"
+        name = next(n for n in (stamp, *(f"{stamp}-{i}" for i in range(2, 1000)))
+                    if not (Path(cfg.out_dir) / n).exists())
     run = Path(cfg.out_dir) / name
     if (run / "config.json").exists() and not opts.overwrite:
         raise UserError(f"run folder {run} already holds a run; use --resume to continue it, "

@@ -3,7 +3,7 @@ predicts at t; plus a strip of the forward (noising) process over several timest
 
 Usage:
     python visualize.py                               # latest run, else the shipped model
-    python visualize.py --model=runs/mine --index=12 --t=300 --seed=1
+    python visualize.py --model=runs/mine --index=3 --t=300 --seed=1
     python visualize.py --untrained                   # the panels with a freshly initialised model
 
 Writes samples/visualization.png (the four panels) and samples/forward_process.png (the strip).

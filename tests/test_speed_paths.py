@@ -34,21 +34,28 @@ def test_compile_flag_runs(tmp_path, monkeypatch):
     assert train.main(argv) == 0 and len(rows(tmp_path / "compiled")) == 2
 
 
-def torchrun(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train.py"), "--device=cpu", *args]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p.stdout
+TWO_RUNS = """
+import sys
+sys.path.insert(0, {root!r})
+import train
+assert train.main({first!r}) == 0
+assert train.main({second!r}) == 0  # the resume, in the same process group
+"""
 
 
 def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
-    out = torchrun(*smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0"))
-    assert "2 process(es) x batch 8 = global batch 16" in out
-    assert out.count("done: 3 steps") == 1  # only the main process reports and writes
-    assert len(rows(tmp_path / "ddp")) == 3
-    torchrun("--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5")
+    """One torchrun launch (process start-up is most of the cost): train to step 3, then resume to 5."""
+    script = tmp_path / "two_runs.py"
+    script.write_text(TWO_RUNS.format(
+        root=str(ROOT), first=smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0", "--device=cpu"),
+        second=["--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5", "--device=cpu"]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node=2", str(script)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "2 process(es) x batch 8 = global batch 16" in p.stdout
+    assert p.stdout.count("done: 3 steps") == 1 and p.stdout.count("done: 5 steps") == 1  # main only
     assert [int(r["step"]) for r in rows(tmp_path / "ddp")] == [1, 2, 3, 4, 5]
     assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 5
 
