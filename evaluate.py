@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from config import UserError, option, parse_args, preset, script
 from dataset import load_folder, make_grid
-from generate import SAMPLING_HELP, generate
+from generate import SamplingOptions, generate
 from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model
 
 FEATURE_BATCH = 128
@@ -334,19 +334,11 @@ def sampler_sweep(m: Loaded, f_data: torch.Tensor, specs: tuple[str, ...], n: in
 # ----------------------------------------------------------------------------- the command line
 
 @dataclass
-class EvalOptions:
-    model: str = option("", "a run, an exported model or a folder of runs; default: the latest run "
-                            "under runs/, else pretrained/")
+class EvalOptions(SamplingOptions):
     samples: str = option("", "score this folder of images instead of sampling a model")
     data_dir: str = option("", "reference data; default: the model's training data (with --samples: "
                                "data/dcss_items)")
     num_samples: int = option(0, "samples to score; 0: as many as the data has images")
-    seed: int = option(0, "seed of the starting noise")
-    sampler: str = option(SAMPLER, SAMPLING_HELP["sampler"])
-    steps: int = option(0, SAMPLING_HELP["steps"])
-    classes: str = option("", SAMPLING_HELP["classes"], flag="class")
-    guidance: float = option(GUIDANCE, SAMPLING_HELP["guidance"])
-    palette: str = option(PALETTE, SAMPLING_HELP["palette"])
     sampler_sweep: tuple[str, ...] = option((), "e.g. dpm-10,ddim-50,ddpm-1000: FD-Lite0 and seconds "
                                                 "of each, instead of the score table")
     guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "

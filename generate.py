@@ -29,29 +29,26 @@ from dataset import make_grid, to_uint8
 from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model, sample
 from palette import load_palette, snap, snap_alpha
 
-SAMPLING_HELP = {  # the options generate.py and evaluate.py share, described once
-    "sampler": f"{' | '.join(SAMPLERS)} (DPM-Solver++)",
-    "steps": "sampler steps; 0: the sampler's default (" + ", ".join(
-        f"{k} {v[1]}" for k, v in SAMPLERS.items()) + ")",
-    "guidance": "classifier-free guidance scale for conditional models (1: plain conditional)",
-    "classes": "conditional models: class names (comma-separated), 'all' (a row each) or 'none' "
-               "(unconditional); default: the classes in turn",
-    "palette": "snap colours to: data (the training data's, saved with the model) | none | a .hex or "
-               ".gpl file",
-}
+@dataclass
+class SamplingOptions:
+    """The options of every script that samples a model (generate.py, evaluate.py), described once."""
+    model: str = option("", "a run, an exported model or a folder of runs (its latest); default: the "
+                            "latest run under runs/, else pretrained/")
+    seed: int = option(0, "seed of the starting noise")
+    sampler: str = option(SAMPLER, f"{' | '.join(SAMPLERS)} (DPM-Solver++)")
+    steps: int = option(0, "sampler steps; 0: the sampler's default (" + ", ".join(
+        f"{k} {v[1]}" for k, v in SAMPLERS.items()) + ")")
+    classes: str = option("", "conditional models: class names (comma-separated), 'all' (a row each) "
+                              "or 'none' (unconditional); default: the classes in turn", flag="class")
+    guidance: float = option(GUIDANCE, "classifier-free guidance scale for conditional models (1: plain "
+                                       "conditional)")
+    palette: str = option(PALETTE, "snap colours to: data (the training data's, saved with the model) | "
+                                   "none | a .hex or .gpl file")
 
 
 @dataclass
-class GenerateOptions:
-    model: str = option("", "a run, an exported model or a folder of runs (its latest); default: the "
-                            "latest run under runs/, else pretrained/")
+class GenerateOptions(SamplingOptions):
     num_images: int = option(16, "images in all; with --class, per class")
-    seed: int = option(0, "seed of the starting noise")
-    sampler: str = option(SAMPLER, SAMPLING_HELP["sampler"])
-    steps: int = option(0, SAMPLING_HELP["steps"])
-    classes: str = option("", SAMPLING_HELP["classes"], flag="class")
-    guidance: float = option(GUIDANCE, SAMPLING_HELP["guidance"])
-    palette: str = option(PALETTE, SAMPLING_HELP["palette"])
     out: str = option("samples/generated_images.png", "the grid; the sheet and single sprites go beside it")
     scale: int = option(4, "nearest-neighbour upscale of the grid")
     device: str = option("auto", "auto | cpu | cuda")

@@ -30,7 +30,7 @@ def test_help_names_every_option_with_its_default(name, capsys):
         module.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: python ") and "Usage:" in out  # the usage line, then the docstring
+    assert out.startswith(f"usage: python {name}.py") and "Usage:" in out  # the usage line, then the docstring
     classes = [getattr(module, OPTIONS[name])] if name in OPTIONS else []
     fields = [f for c in classes + [config.Config] * (name in TAKES_CONFIG) for f in dataclasses.fields(c)]
     for f in fields:
