@@ -102,6 +102,44 @@ def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return torch.where(alpha > 127, 255, 0).to(torch.uint8)
 
 
+# ----------------------------------------------------------------------------- colour names
+
+COLOUR_NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "green", "cyan", "blue",
+                "purple", "pink")
+
+
+def name_colours(rgb: torch.Tensor) -> torch.Tensor:
+    """The name (an index into COLOUR_NAMES) of each uint8 colour (..., 3), by one fixed rule on hue,
+    saturation and value: value under 0.2 is black; saturation under 0.2 is grey, or white above
+    value 0.8; otherwise the hue decides (red under 15 or from 345 degrees, orange to 45 (brown when
+    value is under 0.6), yellow to 70, green to 165, cyan to 200, blue to 260, purple to 320, pink)."""
+    x = rgb.float() / 255
+    v, lo = x.max(-1).values, x.min(-1).values
+    s = (v - lo) / v.clamp(min=1e-6)
+    r, g, b = x.unbind(-1)
+    delta = (v - lo).clamp(min=1e-6)
+    hue = torch.where(v == r, ((g - b) / delta) % 6, torch.where(v == g, (b - r) / delta + 2,
+                                                                (r - g) / delta + 4)) * 60
+    bounds = torch.tensor([15.0, 45, 70, 165, 200, 260, 320, 345])
+    by_hue = torch.tensor([4, 5, 6, 7, 8, 9, 10, 11, 4])[torch.bucketize(hue, bounds, right=True)]
+    by_hue = torch.where((by_hue == 5) & (v < 0.6), 3, by_hue)
+    return torch.where(v < 0.2, 0, torch.where(s < 0.2, torch.where(v > 0.8, 2, 1), by_hue))
+
+
+def main_colours(image: torch.Tensor, most: int = 2) -> list[str]:
+    """The main colours of one uint8 C,H,W sprite, by name: over its opaque pixels, leaving out black
+    (pixel art's outlines) unless nothing else is there, the commonest name, then the next ones while
+    each covers at least half as many pixels as the first."""
+    px = image.permute(1, 2, 0).reshape(-1, image.shape[0])
+    if image.shape[0] == 4:
+        px = px[px[:, 3] > 127]
+    counts = torch.bincount(name_colours(px[:, :3]), minlength=len(COLOUR_NAMES))
+    if counts[1:].sum() > 0:
+        counts[0] = 0
+    order = counts.argsort(descending=True)[:most].tolist()
+    return [COLOUR_NAMES[i] for i in order if counts[i] > 0 and counts[i] * 2 >= counts[order[0]]]
+
+
 @dataclass
 class PaletteOptions:
     colors: int = option(32, "number of colours to extract (median cut)")
