@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 import config as config_mod
-from config import Config, UserError, option, resolve_path, script
-from dataset import list_images, load_folder
+from config import Config, UserError, option, script
+from dataset import data_dirs, list_images, load_folder
 from model import SAMPLERS, build_scheduler, build_unet, sample
 
 VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
@@ -94,7 +94,7 @@ def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    files = [p for p, _ in list_images(resolve_path(cfg.data_dir))]
+    files = [p for root in data_dirs(cfg.data_dir) for p, _ in list_images(root)]
     tf = T.Compose([T.Resize((cfg.image_size, cfg.image_size)), T.RandomHorizontalFlip(),
                     T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
 

@@ -49,8 +49,9 @@ def option(default: Any, help: str, flag: str = "") -> Any:
 @dataclass
 class Config:
     # data
-    data_dir: str = option("data/dcss_items", "folder of sprites (recursive); the class of an image is "
-                                              "its first-level subfolder")
+    data_dir: str = option("data/dcss_items", "folder of sprites (recursive; several: comma-separated); "
+                                              "the class of an image is its first-level subfolder, "
+                                              "its caption is in metadata.jsonl")
     image_size: int = option(0, f"side in pixels the model works at; 0: the data's own size when all "
                                 f"images share one, else {DEFAULT_SIZE} (resized with NEAREST)")
     channels: int = option(3, "3: RGB, transparency composited on --background; 4: RGBA, the model "
@@ -68,8 +69,11 @@ class Config:
     norm_num_groups: int = option(32, "GroupNorm groups; must divide every block_out_channels entry")
     conditional: bool = option(False, "class-conditional: one embedding per class folder, plus "
                                       "'no class'")
-    class_dropout: float = option(0.1, "share of labels replaced by 'no class' (for classifier-free "
-                                       "guidance)")
+    prompts: str = option("none", "condition on captions through a frozen text encoder: none | cross "
+                                  "(cross-attention on its token embeddings) | pooled (its sentence "
+                                  "vector added to the time embedding) | both")
+    cond_dropout: float = option(0.1, "share of class labels or captions replaced by 'none' (for "
+                                      "classifier-free guidance)")
     # diffusion: 1000 timesteps, betas 1e-4..0.02 (the seed's; model.build_scheduler)
     beta_schedule: str = option("linear", "noise schedule: linear | scaled_linear | squaredcos_cap_v2")
     prediction_type: str = option("epsilon", "what the UNet predicts: epsilon | v_prediction | sample")
@@ -108,6 +112,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             dict(block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
                  lr=8e-4, warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
                  prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
+    "prompt": ("the cpu model conditioned on captions instead of classes, trained on the item icons "
+               "and the monsters: generate.py --prompt='a blue book'",
+               dict(block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, prompts="both",
+                    attention_head_dim=32, data_dir="data/dcss_items,data/dcss_monsters", lr=8e-4,
+                    warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
+                    prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
     "smoke": ("seconds on a CPU: a 0.18M UNet and 6 steps, for tests and a first look",
               dict(block_out_channels=(16, 32), layers_per_block=1,
                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,
@@ -145,9 +155,11 @@ def validate(cfg: Config) -> None:
     for key in ("image_size", "max_steps", "max_minutes", "warmup_steps", "sample_every", "threads",
                 "num_samples", "min_snr_gamma"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
-    for key in ("flip_p", "class_dropout", "ema_decay"):
+    for key in ("flip_p", "cond_dropout", "ema_decay"):
         need(0 <= getattr(cfg, key) <= 1, f"{key} must be in [0, 1], got {getattr(cfg, key)}")
     need(cfg.channels in (3, 4), f"channels must be 3 (RGB) or 4 (RGBA), got {cfg.channels}")
+    need(not (cfg.conditional and cfg.prompts != "none"),
+         "a model takes classes (--conditional) or prompts (--prompts), not both")
     need(len(cfg.block_out_channels) == len(cfg.down_block_types),
          f"block_out_channels has {len(cfg.block_out_channels)} entries but down_block_types has "
          f"{len(cfg.down_block_types)}")
@@ -161,7 +173,8 @@ def validate(cfg: Config) -> None:
          "downsampling factor")
     choices = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
                "prediction_type": ("epsilon", "v_prediction", "sample"),
-               "mixed_precision": ("no", "bf16", "fp16"), "device": ("auto", "cpu", "cuda")}
+               "mixed_precision": ("no", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
+               "prompts": ("none", "cross", "pooled", "both")}
     for key, allowed in choices.items():
         need(getattr(cfg, key) in allowed, f"{key} must be one of {', '.join(allowed)}; "
                                            f"got {getattr(cfg, key)!r}")

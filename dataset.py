@@ -12,6 +12,7 @@ colour (channels=3). Bad files are skipped with one warning line each.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import DEFAULT_SIZE, Config, UserError, downsampling, parse_args, parse_color, resolve_path, script
+from config import (DEFAULT_SIZE, Config, UserError, downsampling, parse_args, parse_color,
+                    resolve_path, script)
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
 # A 32x32 sprite set has no business holding a 20000x20000 image; refusing above this keeps a
@@ -40,8 +42,14 @@ class PixelData:
     labels: torch.Tensor  # int64, N: index into classes
     classes: list[str]
     files: list[Path]
+    captions: list[str]  # from metadata.jsonl; an image without one has its class name
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things done to some images (padding, resizing)
+
+
+def data_dirs(data_dir: str) -> list[Path]:
+    """The folders of a data_dir option: one, or several separated by commas."""
+    return [resolve_path(d.strip()) for d in data_dir.split(",") if d.strip()]
 
 
 def list_images(root: Path) -> list[tuple[Path, str]]:
@@ -135,6 +143,39 @@ def load_image(path: Path, size: int, channels: int,
     return to_array(rgba, channels, background), note
 
 
+def read_captions(root: Path, log=print) -> dict[Path, str]:
+    """Captions from root/metadata.jsonl: one JSON object a line with "file_name" (relative to root)
+    and "text". Bad lines and captions of files that are not there are reported, one line for each
+    kind of problem, and skipped; the rest is used."""
+    path = root / "metadata.jsonl"
+    if not path.is_file():
+        return {}
+    captions, bad, missing = {}, [], []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            name, text = entry["file_name"], entry["text"]
+            if not isinstance(name, str) or not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            bad.append(n)
+            continue
+        file = root / name
+        if file.is_file():
+            captions[file] = text.strip()
+        else:
+            missing.append(name)
+    if bad:
+        log(f"warning: {path}: {len(bad)} lines are not JSON objects with a file_name and a text "
+            f"(first: line {bad[0]}); skipped")
+    if missing:
+        log(f"warning: {path}: {len(missing)} captions name files that are not there (first: "
+            f"{missing[0]}); skipped")
+    return captions
+
+
 def common_size(entries: list[tuple[Path, str]]) -> int:
     """The side of the images when every readable one is a square of that same side, else 0."""
     sizes = set()
@@ -164,8 +205,9 @@ def pick_size(cfg: Config, entries: list[tuple[Path, str]]) -> int:
 def load_folder(cfg: Config, log=print) -> PixelData:
     """Decode every image under cfg.data_dir once, at pick_size(). Bad files are reported (one line
     each) and skipped; padding and resizing are reported in one line each."""
-    root = resolve_path(cfg.data_dir)
-    entries = list_images(root)
+    roots = data_dirs(cfg.data_dir)
+    entries = [e for root in roots for e in list_images(root)]
+    captions = {f: t for root in roots for f, t in read_captions(root, log).items()}
     size = pick_size(cfg, entries)
     background = parse_color(cfg.background)
     arrays, names, files, skipped, notes = [], [], [], [], []
@@ -184,7 +226,11 @@ def load_folder(cfg: Config, log=print) -> PixelData:
     if skipped:
         log(f"skipped {len(skipped)} of {len(entries)} files")
     if not arrays:
-        raise UserError(f"none of the {len(entries)} image files under {root} could be read")
+        raise UserError(f"none of the {len(entries)} image files under {cfg.data_dir} could be read")
+    uncaptioned = [f for f in files if f not in captions]
+    if captions and uncaptioned:
+        log(f"warning: {len(uncaptioned)} images have no caption in metadata.jsonl (first: "
+            f"{uncaptioned[0].name}); their class name is their caption")
     padded = [n for n in notes if "padded" in n]
     resized = [n for n in notes if "resized" in n]
     if padded:
@@ -197,7 +243,8 @@ def load_folder(cfg: Config, log=print) -> PixelData:
     index = {c: i for i, c in enumerate(classes)}
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([index[c] for c in names], dtype=torch.long)
-    return PixelData(images, labels, classes, files, skipped, notes)
+    texts = [captions.get(f, c) for f, c in zip(files, names)]
+    return PixelData(images, labels, classes, files, texts, skipped, notes)
 
 
 def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:
@@ -242,7 +289,7 @@ def main(argv: list[str]) -> None:
     cfg, _ = parse_args(argv, __doc__)
     data = load_folder(cfg)
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
-    print(f"{len(data.files)} images from {resolve_path(cfg.data_dir)} -> tensor "
+    print(f"{len(data.files)} images from {cfg.data_dir} -> tensor "
           f"{tuple(data.images.shape)} uint8, {len(data.classes)} classes:")
     print(", ".join(f"{c} ({n})" for c, n in zip(data.classes, counts)))
 

@@ -7,6 +7,7 @@ Usage:
     python evaluate.py --class=potion --guidance=3      # conditional models
     python evaluate.py --sampler_sweep=dpm-10,dpm-20,ddim-50 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
+    python evaluate.py --prompt_table --per_class=8        # does the prompt come through?
 
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
 classes in turn, colours snapped to the data's palette); --palette=none scores the raw colours.
@@ -273,15 +274,16 @@ def train_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return probe.requires_grad_(False)
 
 
-def probe_for(data, f_data: torch.Tensor, net) -> tuple:
-    """The probe trained on the data (features f_data) and its mirror images; its held-out accuracy
-    (half the icons trained, the other half scored) says how far its verdicts on samples can be
-    trusted."""
-    y = torch.cat([data.labels, data.labels])
-    f = torch.cat([f_data, features(data.images.flip(-1), net)])
+def probe_for(images: torch.Tensor, labels: torch.Tensor, k: int, f_images: torch.Tensor,
+              net) -> tuple:
+    """A probe of k classes trained on images (features f_images) and their mirror images; its
+    held-out accuracy (half the icons trained, the other half scored) says how far its verdicts on
+    samples can be trusted."""
+    y = torch.cat([labels, labels])
+    f = torch.cat([f_images, features(images.flip(-1), net)])
     mean, std = f.mean(0), f.std(0) + 1e-6
     f = (f - mean) / std
-    n, k = len(data.images), len(data.classes)
+    n = len(images)
     half = torch.randperm(n, generator=torch.Generator().manual_seed(0)) < n // 2
     train_mask = torch.cat([half, half])
     held = train_probe(f[train_mask], y[train_mask], k)
@@ -294,10 +296,10 @@ def guidance_sweep(m: Loaded, data, f_data: torch.Tensor, scales: tuple[float, .
                    palette: str = PALETTE) -> dict:
     """For each guidance scale: the share of conditional samples the probe assigns to the class they
     were asked for (overall and per class), and their FD-Lite0 against the data (features f_data)."""
-    if not m.cfg.conditional:
-        raise UserError("--guidance_sweep needs a class-conditional model")
+    if not m.cfg.conditional and m.cfg.prompts == "none":
+        raise UserError("--guidance_sweep needs a class-conditional or prompt model")
     net = lite0()
-    probe, mean, std, held_acc = probe_for(data, f_data, net)
+    probe, mean, std, held_acc = probe_for(data.images, data.labels, len(data.classes), f_data, net)
     rows = []
     for w in scales:
         images, _, _ = generate(m, per_class, "all", seed, sampler, steps, w, palette)
@@ -312,6 +314,59 @@ def guidance_sweep(m: Loaded, data, f_data: torch.Tensor, scales: tuple[float, .
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
     return {"probe_held_out_accuracy": held_acc, "per_class_samples": per_class,
             "class_counts": dict(zip(data.classes, counts)), "rows": rows}
+
+
+TABLE_CLASSES = ("potion", "book", "weapon", "armour", "wand", "gold")  # 12 or more icons each
+TABLE_COLOURS = ("red", "blue", "green", "yellow")
+
+
+def prompt_table(m: Loaded, data, f_data: torch.Tensor, per_prompt: int, seed: int = 0,
+                 sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
+                 palette: str = PALETTE) -> dict:
+    """Does the prompt come through? For each class x colour prompt ('a red potion'), including pairs
+    the data does not hold: the share of samples the probe (trained on these classes' icons) assigns
+    to the class, the share whose main colour (palette.main_colours, the captions' rule) is the
+    named one, and, over all of them, FD-Lite0 against these classes' icons and exact copies. A class
+    model is asked for the class alone, so its colour accuracy is the chance level to beat."""
+    from palette import main_colours
+    classes = [c for c in TABLE_CLASSES if c in data.classes]
+    if not classes or (not m.cfg.conditional and m.cfg.prompts == "none"):
+        raise UserError("--prompt_table needs a prompt or class model trained on some of the classes "
+                        + ", ".join(TABLE_CLASSES))
+    net = lite0()
+    keep = torch.tensor([data.classes[i] in classes for i in data.labels])
+    images = data.images[keep]
+    labels = torch.tensor([classes.index(data.classes[i]) for i in data.labels[keep]])
+    probe, mean, std, held_acc = probe_for(images, labels, len(classes), f_data[keep], net)
+    pairs = [(cls, colour) for cls in classes for colour in TABLE_COLOURS]
+    prompts = tuple(f"a {colour} {cls}" for cls, colour in pairs)
+    if m.cfg.prompts != "none":
+        samples, _, _ = generate(m, per_prompt, "", seed, sampler, steps, guidance, palette, prompts)
+    else:
+        samples, _, _ = generate(m, per_prompt, ",".join(c for c, _ in pairs), seed, sampler, steps,
+                                 guidance, palette)
+    f = features(samples, net)
+    said = (probe((f - mean) / std).argmax(1)).view(len(pairs), per_prompt)
+    seen = {(data.classes[lab], (main_colours(img) or ["none"])[0])
+            for img, lab in zip(data.images, data.labels)}
+    rows = []
+    for i, (cls, colour) in enumerate(pairs):
+        batch = samples[i * per_prompt:(i + 1) * per_prompt]
+        rows.append({"prompt": prompts[i], "in_data": (cls, colour) in seen,
+                     "class_accuracy": (said[i] == classes.index(cls)).double().mean().item(),
+                     "colour_accuracy": float(np.mean([(main_colours(x) or [""])[0] == colour
+                                                       for x in batch]))})
+    result = {"probe_held_out_accuracy": held_acc, "per_prompt": per_prompt,
+              "class_accuracy": float(np.mean([r["class_accuracy"] for r in rows])),
+              "colour_accuracy": float(np.mean([r["colour_accuracy"] for r in rows])),
+              "unseen_colour_accuracy": float(np.mean([r["colour_accuracy"] for r in rows
+                                                       if not r["in_data"]] or [float("nan")])),
+              "fd_lite0": frechet(f, f_data[keep]), "copies": copies(samples, images), "rows": rows}
+    print(f"prompt table ({len(prompts)} prompts x {per_prompt}; probe held-out accuracy "
+          f"{held_acc:.0%}): class {result['class_accuracy']:.0%}, colour {result['colour_accuracy']:.0%} "
+          f"(pairs not in the data: {result['unseen_colour_accuracy']:.0%}), FD-Lite0 "
+          f"{result['fd_lite0']:.0f}, copies {result['copies']:.1%}")
+    return result
 
 
 def sampler_sweep(m: Loaded, f_data: torch.Tensor, specs: tuple[str, ...], n: int, seed: int = 0,
@@ -343,7 +398,9 @@ class EvalOptions(SamplingOptions):
                                                 "of each, instead of the score table")
     guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "
                                                    "FD-Lite0 of each scale")
-    per_class: int = option(16, "samples per class in the guidance sweep")
+    prompt_table: bool = option(False, "prompt-following: class x colour prompts, class and colour "
+                                       "accuracy, FD-Lite0, copies")
+    per_class: int = option(16, "samples per class in the guidance sweep, per prompt in the table")
     json: str = option("", "also write the results to this JSON file")
     nearest: str = option("samples/nearest.png", "each sample beside its nearest training icon "
                                                  "('': skip)")
@@ -379,7 +436,7 @@ def main(argv: list[str]) -> None:
         if name not in SAMPLERS or not (steps.isdigit() or steps == ""):
             raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS with a "
                             f"sampler of {', '.join(SAMPLERS)}")
-    if o.sampler_sweep or o.guidance_sweep:
+    if o.sampler_sweep or o.guidance_sweep or o.prompt_table:
         m, data = model_and_data(o)
         f_data = features(data.images)
         report = {"model": str(m.source), "options": dataclasses.asdict(o)}
@@ -390,6 +447,9 @@ def main(argv: list[str]) -> None:
         if o.guidance_sweep:
             report["guidance"] = guidance_sweep(m, data, f_data, o.guidance_sweep, o.per_class, o.seed,
                                                 o.sampler, o.steps, o.palette)
+        if o.prompt_table:
+            report["prompts"] = prompt_table(m, data, f_data, o.per_class, o.seed, o.sampler, o.steps,
+                                             o.guidance, o.palette)
     else:
         samples, data = samples_and_data(o)
         report = {**score(samples, data), "options": dataclasses.asdict(o)}

@@ -6,6 +6,8 @@ Usage:
     python generate.py --sampler=ddpm           # the seed's 1000-step DDPM sampler
     python generate.py --class=potion,book --guidance=3   # conditional models; --class=all: a row per class
     python generate.py --class=none             # a conditional model sampled without a class
+    python generate.py --prompt="a blue book" --num_images=8   # prompt models (train.py --prompts)
+    python generate.py --prompt_file=prompts.txt --negative_prompt="grey"   # a row per prompt
     python generate.py --palette=my.hex         # snap to your palette (.hex or .gpl); none: raw colours
 
 Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
@@ -26,7 +28,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from config import UserError, option, parse_args, script
 from dataset import make_grid, to_uint8
-from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model, sample
+from model import (GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, class_conditions, load_model, sample,
+                   text_conditions)
 from palette import load_palette, snap, snap_alpha
 
 @dataclass
@@ -48,7 +51,12 @@ class SamplingOptions:
 
 @dataclass
 class GenerateOptions(SamplingOptions):
-    num_images: int = option(16, "images in all; with --class, per class")
+    prompt: str = option("", "prompt models: what to draw, e.g. 'a red potion' (a row); '' samples "
+                             "unconditionally")
+    prompt_file: str = option("", "prompt models: a text file, one prompt a row of the grid")
+    negative_prompt: str = option("", "prompt models: what to steer away from (guidance pushes from "
+                                      "this instead of from no prompt)")
+    num_images: int = option(16, "images in all; with --class or prompts, per row")
     out: str = option("samples/generated_images.png", "the grid; the sheet and single sprites go beside it")
     scale: int = option(4, "nearest-neighbour upscale of the grid")
     device: str = option("auto", "auto | cpu | cuda")
@@ -67,7 +75,7 @@ def check_sampling(num_images: int, sampler: str, steps: int, palette: str) -> N
 def class_rows(m: Loaded, spec: str) -> list[str | None]:
     """The class of each grid row: names from --class, every class for 'all'; [None] for one unlabelled
     block ('' cycles through the classes, 'none' is unconditional)."""
-    if not m.cfg.conditional:
+    if not (m.cfg.conditional or m.cfg.prompts != "none"):
         if spec and spec != "none":
             raise UserError(f"this model is unconditional (trained without --conditional); "
                             f"drop --class={spec}")
@@ -81,11 +89,9 @@ def class_rows(m: Loaded, spec: str) -> list[str | None]:
     return names
 
 
-def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.Tensor | None:
-    """The label of each image: per row for named classes; for a conditional model without --class,
-    the classes in turn (guided, so the grid shows a bit of everything); 'none': the "no class" label."""
-    if not m.cfg.conditional:
-        return None
+def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.Tensor:
+    """The class of each image: per row for named classes; without --class, the classes in turn
+    (guided, so the grid shows a bit of everything); 'none': the "no class" label."""
     if rows != [None]:
         return torch.tensor([m.classes.index(r) for r in rows]).repeat_interleave(n)
     if spec == "none":
@@ -93,18 +99,49 @@ def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.
     return torch.arange(n) % len(m.classes)
 
 
+def conditions(m: Loaded, rows: list[str | None], classes: str, prompts: list[str], n: int,
+               negative: str) -> tuple[dict, dict]:
+    """(cond, null) for sample(): the rows' prompts for a prompt model (class names when no prompt is
+    given, '' for --class=none), else the classes of class_labels."""
+    if m.cfg.prompts != "none":
+        if not prompts:
+            labels = class_labels(m, classes, rows, n).tolist()
+            prompts = [m.classes[i] if i < len(m.classes) else "" for i in labels]
+        return text_conditions(m.cfg, prompts, negative)
+    if prompts:
+        raise UserError("this model does not take prompts (trained without --prompts); use --class")
+    if not m.cfg.conditional:
+        return {}, {}
+    return class_conditions(class_labels(m, classes, rows, n), len(m.classes))
+
+
 def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampler: str = SAMPLER,
              steps: int = 0, guidance: float = GUIDANCE, palette: str = PALETTE,
+             prompts: tuple[str, ...] = (), negative: str = "",
              progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
-    """Sprites as generate.py makes them: (snapped uint8 N,C,H,W, raw uint8, the class of each row).
-    With classes, num_images is per class."""
+    """Sprites as generate.py makes them: (snapped uint8 N,C,H,W, raw uint8, the label of each row).
+    With classes or prompts, num_images is per class or prompt, a row each."""
     check_sampling(num_images, sampler, steps, palette)
-    rows = class_rows(m, classes)
-    labels = class_labels(m, classes, rows, num_images)
-    raw = to_uint8(sample(m.unet, m.scheduler, num_images * len(rows), labels=labels, seed=seed,
-                          sampler=sampler, steps=steps,
-                          guidance=1.0 if classes == "none" else guidance, progress=progress))
+    rows = list(prompts) if prompts else class_rows(m, classes)
+    per_image = [p for p in prompts for _ in range(num_images)]
+    cond, null = conditions(m, rows, classes, per_image, num_images * len(rows), negative)
+    unconditional = classes == "none" or (prompts and not any(prompts) and not negative)
+    raw = to_uint8(sample(m.unet, m.scheduler, num_images * len(rows), cond, null, seed, sampler, steps,
+                          1.0 if unconditional else guidance, progress))
     return postprocess(raw, m, palette), raw, rows
+
+
+def read_prompts(prompt: str | None, prompt_file: str) -> tuple[str, ...]:
+    """--prompt (one row) or --prompt_file (a row per non-blank line)."""
+    if prompt_file:
+        path = Path(prompt_file)
+        if not path.is_file():
+            raise UserError(f"prompt file {path} does not exist")
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+        if not any(lines):
+            raise UserError(f"prompt file {path} holds no prompt")
+        return tuple(line for line in lines if line)
+    return (prompt.strip(),) if prompt is not None else ()
 
 
 def postprocess(images: torch.Tensor, m: Loaded, palette: str) -> torch.Tensor:
@@ -163,7 +200,8 @@ def resolve_device(name: str) -> torch.device:
 @script
 def main(argv: list[str]) -> None:
     o = GenerateOptions()
-    parse_args(argv, __doc__, o, config=False)
+    _, given = parse_args(argv, __doc__, o, config=False)
+    prompts = read_prompts(o.prompt if "prompt" in given else None, o.prompt_file)
     if o.scale < 1:
         raise UserError(f"scale must be >= 1, got {o.scale}")
     check_sampling(o.num_images, o.sampler, o.steps, o.palette)
@@ -172,7 +210,7 @@ def main(argv: list[str]) -> None:
     m.unet.to(device)
     print(f"model: {m.source}")
     images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
-                                 o.palette, progress=True)
+                                 o.palette, prompts, o.negative_prompt, progress=True)
     written = save(images, raw, rows, o.num_images, Path(o.out), o.scale)
     print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))
 

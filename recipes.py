@@ -54,6 +54,13 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
     "cpu-b32": ("cpu", {"batch_size": 32}, "cpu, batch 32"),
     "cpu-v-lr-cosine": ("cpu", {"beta_schedule": "squaredcos_cap_v2"}, "cpu, cosine noise schedule"),
     "cpu-nosnr": ("cpu", {"min_snr_gamma": 0.0}, "cpu, no min-SNR weighting"),
+    # How prompts condition the UNet, at equal training time; and classes on the same data.
+    "prompt-cross": ("prompt", {"prompts": "cross"}, "prompt, cross-attention on the token embeddings"),
+    "prompt-pooled": ("prompt", {"prompts": "pooled"}, "prompt, the sentence vector added to the time "
+                                                       "embedding"),
+    "prompt-both": ("prompt", {"prompts": "both"}, "prompt, cross-attention and the sentence vector"),
+    "prompt-classes": ("prompt", {"prompts": "none", "conditional": True},
+                       "prompt's data and UNet, conditioned on the class folders instead"),
 }
 
 

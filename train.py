@@ -36,7 +36,8 @@ from tqdm import tqdm
 import config as config_mod
 from config import EPOCHS, Config, UserError, option, script
 from dataset import augment, load_folder, make_grid, to_uint8
-from model import EMA, build_scheduler, build_unet, export, latest_run, load_checkpoint, sample
+from model import (EMA, build_scheduler, build_unet, class_conditions, export, latest_run, load_checkpoint,
+                   sample, text_conditions, text_table, unet_inputs)
 from palette import extract, save_hex
 
 # Keys that may change when a run is resumed: they do not alter the training trajectory.
@@ -95,13 +96,28 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     # kept on the training device; its palette is saved for snapping generated colours.
     data = load_folder(cfg, log=log)
     cfg = dataclasses.replace(cfg, image_size=data.images.shape[-1])
-    images, labels = data.images.to(acc.device), data.labels.to(acc.device)
+    images = data.images.to(acc.device)
     num_classes = len(data.classes)
     palette = extract(data.images)
     if main:
         folder.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, folder / "config.json")
         save_hex(palette, folder / "palette.hex")
+
+    # Conditioning: each image's label is its class, or for a prompt model its caption's row in a
+    # table of text embeddings (encoded once, cached in the run folder) whose last row is the empty
+    # caption; dropped labels become that last row, or the "no class" label.
+    text = None
+    labels, null_label = data.labels, num_classes
+    if cfg.prompts != "none":
+        texts = sorted(set(data.captions)) + [""]
+        labels, null_label = torch.tensor([texts.index(c) for c in data.captions]), len(texts) - 1
+        if main:
+            text_table(texts, folder / "text.pt")
+        acc.wait_for_everyone()
+        text = {k: v.to(acc.device) for k, v in text_table(texts, folder / "text.pt").items()}
+    labels = labels.to(acc.device)
+    conditioned = cfg.conditional or cfg.prompts != "none"
 
     # Model, EMA of its weights, Adam with a linear warm-up, the noise schedule.
     torch.manual_seed(cfg.seed)
@@ -145,8 +161,8 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                                 acc.process_index).to(acc.device)
             x0 = augment(images[idx], cfg.flip_p, g)
             with acc.autocast():
-                loss = diffusion_loss(cfg, model_fn, scheduler, x0,
-                                      labels[idx] if cfg.conditional else None, g, num_classes)
+                loss = diffusion_loss(cfg, model_fn, scheduler, x0, labels[idx] if conditioned else None,
+                                      g, null_label, text)
             acc.backward(loss)
             acc.clip_grad_norm_(unet.parameters(), 1.0)
             lr = opt.param_groups[0]["lr"]
@@ -177,7 +193,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                                "previous checkpoint is kept", file=sys.stderr)
                 plot_losses(losses_path, folder / "loss.png")
             if main and cfg.num_samples and (done or (cfg.sample_every and step % cfg.sample_every == 0)):
-                save_grid(ema.model, scheduler, cfg, num_classes, folder / "samples" / f"step_{step:07d}.png")
+                save_grid(ema.model, scheduler, cfg, data.classes, folder / "samples" / f"step_{step:07d}.png")
             if interrupted:
                 bar.close()  # before the message, so that it gets a line of its own
                 log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
@@ -214,24 +230,25 @@ def batch_indices(seed: int, n: int, step: int, batch: int, world: int, rank: in
     return idx
 
 
-def drop_labels(labels: torch.Tensor, p: float, num_classes: int, g: torch.Generator) -> torch.Tensor:
-    """Replace each label by the "no class" label (num_classes) with probability p, so that one model
-    learns both the conditional and the unconditional prediction (classifier-free guidance)."""
+def drop_labels(labels: torch.Tensor, p: float, null_label: int, g: torch.Generator) -> torch.Tensor:
+    """Replace each label by the null label ("no class", the empty caption) with probability p, so
+    that one model learns the conditional and the unconditional prediction (classifier-free guidance)."""
     drop = torch.rand(labels.shape, generator=g, device=g.device).to(labels.device) < p
-    return torch.where(drop, torch.full_like(labels, num_classes), labels)
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
 
 
 def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch.Tensor | None,
-                   g: torch.Generator, num_classes: int) -> torch.Tensor:
+                   g: torch.Generator, null_label: int, text: dict | None = None) -> torch.Tensor:
     """Noise the clean batch at random timesteps and regress the model on the config's target, with
     min-SNR-gamma weighting (Hang et al. 2023) when cfg.min_snr_gamma is set."""
     noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g,
                       device=g.device).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
+    cond = {}
     if labels is not None:
-        labels = drop_labels(labels, cfg.class_dropout, num_classes, g)
-    pred = unet(noisy, t, class_labels=labels).sample.float()
+        cond = unet_inputs(cfg, drop_labels(labels, cfg.cond_dropout, null_label, g), text)
+    pred = unet(noisy, t, **cond).sample.float()
     target = {"epsilon": noise, "v_prediction": scheduler.get_velocity(x0, noise, t),
               "sample": x0}[cfg.prediction_type]
     per_image = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
@@ -326,12 +343,18 @@ def plot_losses(path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def save_grid(unet, scheduler, cfg: Config, num_classes: int, out: Path) -> None:
-    """A grid from fixed noise (seeded) with the default sampler, so grids of successive steps compare."""
-    n = cfg.num_samples
-    labels = torch.arange(n) % num_classes if cfg.conditional else None
+def save_grid(unet, scheduler, cfg: Config, classes: list[str], out: Path) -> None:
+    """A grid from fixed noise (seeded) with the default sampler, so grids of successive steps
+    compare; conditional models show the classes in turn (prompt models: the class names as prompts)."""
+    wanted = torch.arange(cfg.num_samples) % len(classes)
+    cond, null = {}, {}
+    if cfg.conditional:
+        cond, null = class_conditions(wanted, len(classes))
+    elif cfg.prompts != "none":
+        cond, null = text_conditions(cfg, [classes[i] for i in wanted])
     out.parent.mkdir(exist_ok=True)
-    make_grid(to_uint8(sample(unet, scheduler, n, labels=labels, seed=cfg.seed))).save(out)
+    x = sample(unet, scheduler, cfg.num_samples, cond, null, seed=cfg.seed)
+    make_grid(to_uint8(x)).save(out)
 
 
 # ----------------------------------------------------------------------------- processes and signals

@@ -1,5 +1,6 @@
 """Shared fixtures: offline, small, one smoke run per session reused by the script tests."""
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -17,13 +18,18 @@ from config import preset  # noqa: E402
 
 
 def _small_data() -> Path:
-    """Two icons of each of the 15 shipped classes: every class, a twelfth of the decoding."""
+    """Two icons of each of the 15 shipped classes, with their captions: every class, a twelfth of
+    the decoding."""
     folder = Path(tempfile.mkdtemp(prefix="pixelart-small-"))
     atexit.register(shutil.rmtree, folder, True)
-    for cls in sorted((ROOT / "data" / "dcss_items").iterdir()):
+    items = ROOT / "data" / "dcss_items"
+    for cls in sorted(p for p in items.iterdir() if p.is_dir()):
         (folder / cls.name).mkdir()
         for icon in sorted(cls.glob("*.png"))[:2]:
             shutil.copy(icon, folder / cls.name / icon.name)
+    lines = [line for line in (items / "metadata.jsonl").read_text().splitlines()
+             if (folder / json.loads(line)["file_name"]).exists()]
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
 
@@ -52,6 +58,16 @@ def cond_run(tmp_path_factory) -> Path:
     assert train.main(smoke_argv(out, "c", "--conditional", "--channels=4", "--max_steps=2",
                                  "--sample_every=0")) == 0
     return out / "c"
+
+
+@pytest.fixture(scope="session")
+def prompt_run(tmp_path_factory) -> Path:
+    """A finished smoke run conditioned on captions (cross-attention and the pooled vector)."""
+    import train
+    out = tmp_path_factory.mktemp("prompt")
+    assert train.main(smoke_argv(out, "p", "--prompts=both", "--channels=4", "--max_steps=2",
+                                 "--sample_every=0")) == 0
+    return out / "p"
 
 
 @pytest.fixture

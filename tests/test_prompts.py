@@ -1,0 +1,149 @@
+"""Prompts: captions and their colour rule, the metadata loader, the text-embedding cache, caption
+dropout, the prompt CLI, and bad metadata."""
+import json
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import generate
+import model
+import train
+from config import ROOT, preset
+from dataset import load_folder
+from palette import COLOUR_NAMES, main_colours, name_colours
+
+sys.path.insert(0, str(ROOT / "data"))
+import captions  # noqa: E402
+
+
+@pytest.mark.parametrize("rgb, name", [((255, 0, 0), "red"), ((0, 0, 255), "blue"),
+                                       ((20, 200, 40), "green"), ((250, 230, 30), "yellow"),
+                                       ((120, 70, 20), "brown"), ((255, 140, 0), "orange"),
+                                       ((128, 128, 128), "grey"), ((250, 250, 250), "white"),
+                                       ((10, 10, 10), "black"), ((150, 40, 220), "purple")])
+def test_colour_names_follow_the_rule(rgb, name):
+    assert COLOUR_NAMES[name_colours(torch.tensor(rgb, dtype=torch.uint8)).item()] == name
+
+
+def sprite(colours: dict, size=8) -> torch.Tensor:
+    """RGBA uint8: a black outline, then rows of each colour (counts in pixels), rest transparent."""
+    img = torch.zeros(4, size, size, dtype=torch.uint8)
+    img[:, 0, :] = torch.tensor([0, 0, 0, 255])[:, None]  # an outline row
+    flat = img.view(4, -1)
+    pos = size
+    for rgb, count in colours.items():
+        flat[:, pos:pos + count] = torch.tensor([*rgb, 255])[:, None]
+        pos += count
+    return img
+
+
+def test_main_colours_leave_out_outlines_and_minor_colours():
+    assert main_colours(sprite({(255, 0, 0): 20, (0, 0, 255): 12})) == ["red", "blue"]
+    assert main_colours(sprite({(255, 0, 0): 20, (0, 0, 255): 6})) == ["red"]  # under half
+    assert main_colours(sprite({})) == ["black"]  # nothing but the outline
+
+
+def test_captions_from_tile_names_and_classes():
+    assert captions.name_words("WPN_HAND_AXE", "weapon") == "hand axe"
+    assert captions.name_words("ARM_SCALE_MAIL_2", "armour") == "scale mail"
+    assert captions.name_words("WAND_OFFSET_3", "wand") == "wand"
+    assert captions.name_words("UNRAND_CEKUGOB", "artefact") == ""  # a proper name
+    red = Image.fromarray(sprite({(255, 0, 0): 40}).permute(1, 2, 0).numpy(), "RGBA")
+    assert captions.caption(red, "WPN_HAND_AXE", "weapon") == "red hand axe, weapon"
+    assert captions.caption(red, "POTION_OFFSET_4", "potion") == "red potion"
+    assert captions.caption(red, "MONS_WOLF_SPIDER", "animals") == "red wolf spider, animal"
+
+
+def test_shipped_folders_have_a_caption_for_every_image():
+    data = load_folder(preset("seed", data_dir="data/dcss_items,data/dcss_monsters"),
+                       log=lambda line: pytest.fail(line))  # no warning at all
+    assert len(data.files) == 697 and len(set(data.captions)) > 300
+    names = [f.name for f in data.files]
+    assert data.captions[names.index("0735_potion_offset_1.png")] == "blue potion"
+
+
+def test_bad_metadata_is_reported_once_per_kind_and_the_rest_used(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGBA", (8, 8), (200, 0, 0, 255)).save(tmp_path / name)
+    (tmp_path / "metadata.jsonl").write_text("\n".join([
+        json.dumps({"file_name": "a.png", "text": "a red thing"}),
+        "{not json", json.dumps({"file": "b.png"}), json.dumps({"file_name": "b.png", "text": 3}),
+        json.dumps({"file_name": "gone.png", "text": "lost"}), ""]))
+    lines = []
+    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    assert data.captions == ["a red thing", tmp_path.name, tmp_path.name]  # the class name
+    assert len(lines) == 3, lines
+    assert "3 lines are not JSON objects with a file_name and a text (first: line 2)" in lines[0]
+    assert "1 captions name files that are not there (first: gone.png)" in lines[1]
+    assert "2 images have no caption in metadata.jsonl (first: b.png)" in lines[2]
+
+
+def test_text_embeddings_are_computed_once_and_cached(tmp_path, monkeypatch):
+    calls = []
+    real = model.encode_text
+    monkeypatch.setattr(model, "encode_text", lambda texts, **kw: calls.append(texts) or real(texts))
+    first = model.text_table(["a red potion", "", "a red potion"], tmp_path / "text.pt")
+    again = model.text_table(["", "a blue book", "a red potion"], tmp_path / "text.pt")
+    assert calls == [["a red potion", ""], ["a blue book"]]  # each text encoded once
+    assert torch.equal(first["hidden"][0], again["hidden"][2]) and first["hidden"].shape == (3, 32, 384)
+    assert torch.allclose(again["pooled"].norm(dim=1), torch.ones(3))
+    assert (first["mask"][1].sum(), first["mask"][0].sum()) == (2, 5)  # [CLS] [SEP]; + 3 words
+
+
+def test_caption_dropout_gives_the_empty_caption(tmp_path):
+    cfg = preset("smoke", prompts="both")
+    text = model.text_table(["a red potion", "a blue book", ""], tmp_path / "t.pt")
+    dropped = train.drop_labels(torch.tensor([0, 1] * 500), 0.1, 2, torch.Generator().manual_seed(0))
+    assert 0.07 < (dropped == 2).double().mean() < 0.13
+    kw = model.unet_inputs(cfg, dropped, text)
+    empty = dropped == 2
+    assert torch.equal(kw["encoder_hidden_states"][empty][0], text["hidden"][2])
+    assert torch.equal(kw["class_labels"][~empty][0], text["pooled"][dropped[~empty][0]])
+
+
+def test_prompt_model_trains_exports_and_loads_in_stock_diffusers(prompt_run):
+    from diffusers import UNet2DConditionModel
+    unet = UNet2DConditionModel.from_pretrained(prompt_run / "model" / "unet")
+    assert unet.config.cross_attention_dim == 384 and unet.config.class_embed_type == "projection"
+    assert (prompt_run / "text.pt").is_file()
+
+
+def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):
+    out = tmp_path / "g.png"
+    (tmp_path / "p.txt").write_text("a red potion\n\na blue book\n")
+    assert generate.main([f"--model={prompt_run}", f"--prompt_file={tmp_path / 'p.txt'}",
+                          "--num_images=2", "--steps=2", "--negative_prompt=grey", f"--out={out}"]) == 0
+    assert len(list((tmp_path / "g").glob("*.png"))) == 4
+    m = model.load_model(prompt_run)
+    images, _, rows = generate.generate(m, 3, prompts=("",), steps=2)  # empty: unconditional
+    assert rows == [""] and images.shape == (3, 4, 32, 32)
+    capsys.readouterr()
+    generate.generate(m, 1, prompts=("a red potion " * 20,), steps=2)
+    err = capsys.readouterr().out
+    assert "1 prompts are longer than 32 tokens and were cut" in err
+    for sampler in ("ddpm", "ddim"):
+        generate.generate(m, 1, prompts=("a red potion",), sampler=sampler, steps=2, palette="none")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt_file=/no/such.txt"], "prompt file /no/such.txt does not exist"),
+    (["--prompt=a red potion", "--model=pretrained"], "this model does not take prompts"),
+])
+def test_bad_prompt_input_is_one_sentence(args, message, capsys):
+    assert generate.main(args + ["--steps=2", "--num_images=1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_prompt_table_scores_class_and_colour(prompt_run, tmp_path):
+    import evaluate
+    out = tmp_path / "t.json"
+    assert evaluate.main([f"--model={prompt_run}", "--prompt_table", "--per_class=1", "--steps=2",
+                          f"--data_dir={ROOT / 'data' / 'dcss_items'}", f"--json={out}"]) == 0
+    table = json.loads(out.read_text())["prompts"]
+    assert len(table["rows"]) == 24 and table["probe_held_out_accuracy"] > 0.7
+    assert all(0 <= r["class_accuracy"] <= 1 and 0 <= r["colour_accuracy"] <= 1 for r in table["rows"])
+    assert {r["prompt"] for r in table["rows"]} >= {"a red potion", "a green book"}
+    assert any(not r["in_data"] for r in table["rows"])  # pairs the data does not hold
