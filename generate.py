@@ -101,8 +101,8 @@ def class_labels(m: Loaded, spec: str, rows: list[str | None], n: int) -> torch.
 
 def conditions(m: Loaded, rows: list[str | None], classes: str, prompts: list[str], n: int,
                negative: str) -> tuple[dict, dict]:
-    """(cond, null) for sample(): the rows' prompts for a prompt model (class names when no prompt is
-    given, '' for --class=none), else the classes of class_labels."""
+    """(cond, null) for sample(), n images a row: the prompts of each image for a prompt model (class
+    names when no prompt is given, '' for --class=none), else the classes of class_labels."""
     if m.cfg.prompts != "none":
         if not prompts:
             labels = class_labels(m, classes, rows, n).tolist()
@@ -124,7 +124,7 @@ def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampl
     check_sampling(num_images, sampler, steps, palette)
     rows = list(prompts) if prompts else class_rows(m, classes)
     per_image = [p for p in prompts for _ in range(num_images)]
-    cond, null = conditions(m, rows, classes, per_image, num_images * len(rows), negative)
+    cond, null = conditions(m, rows, classes, per_image, num_images, negative)
     unconditional = classes == "none" or (prompts and not any(prompts) and not negative)
     raw = to_uint8(sample(m.unet, m.scheduler, num_images * len(rows), cond, null, seed, sampler, steps,
                           1.0 if unconditional else guidance, progress))

