@@ -32,7 +32,8 @@ import torch.nn.functional as F
 import config as config_mod
 from config import Config, UserError, option, script
 from dataset import data_dirs, list_images, load_folder
-from model import SAMPLERS, build_scheduler, build_unet, sample
+from model import (SAMPLERS, TEXT_DIM, TEXT_TOKENS, build_scheduler, build_unet, class_conditions, sample,
+                   unet_inputs)
 
 VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
             "threads1": {"threads": 1}, "attn_head32": {"attention_head_dim": 32}}
@@ -74,15 +75,26 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * n ** 3 / timed(lambda: a @ b, reps, device) / 1e9
 
 
+def stand_in_conditions(cfg: Config, n: int, num_classes: int) -> dict:
+    """The UNet's conditioning arguments for n images, of the right shapes (class 0, a zero text):
+    timings do not depend on their values."""
+    if cfg.conditional:
+        return class_conditions(torch.zeros(n, dtype=torch.long), num_classes)[0]
+    text = {"hidden": torch.zeros(1, TEXT_TOKENS, TEXT_DIM), "mask": torch.ones(1, TEXT_TOKENS),
+            "pooled": torch.zeros(1, TEXT_DIM)}
+    return unet_inputs(cfg, torch.zeros(n, dtype=torch.long), text)
+
+
 def train_flops(cfg: Config, num_classes: int, device: torch.device) -> float:
     """FLOP of one training step (forward + backward) at cfg.batch_size, counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
     unet = build_unet(cfg, num_classes).to(device)
     x = torch.randn(cfg.batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device)
     t = torch.randint(0, 1000, (cfg.batch_size,), device=device)
-    labels = torch.zeros(cfg.batch_size, dtype=torch.long, device=device) if cfg.conditional else None
+    cond = {k: v if v is None else v.to(device)
+            for k, v in stand_in_conditions(cfg, cfg.batch_size, num_classes).items()}
     with FlopCounterMode(display=False) as counter:
-        F.mse_loss(unet(x, t, class_labels=labels).sample, x).backward()
+        F.mse_loss(unet(x, t, **cond).sample, x).backward()
     return counter.get_total_flops()
 
 
@@ -157,16 +169,16 @@ def sampling(cfg: Config, num_classes: int, device: torch.device, opts: BenchOpt
     models). On a CPU the first few steps are timed and the rest extrapolated: each step is one UNet call."""
     unet = build_unet(cfg, num_classes).to(device).eval()
     scheduler = build_scheduler(cfg)
-    labels = torch.zeros(16, dtype=torch.long) if cfg.conditional else None
+    cond = stand_in_conditions(cfg, 16, num_classes)  # guided: the same shapes as the condition
     cap = 5 if opts.quick else 10 if device.type == "cpu" else 10**6
     rows = []
     for name in opts.samplers:
         n_steps = SAMPLERS[name][1]
         k = min(cap, n_steps)
-        sample(unet, scheduler, 16, labels=labels, sampler=name, steps=2)  # warm-up
+        sample(unet, scheduler, 16, cond, cond, sampler=name, steps=2)  # warm-up
         sync(device)
         t0 = time.perf_counter()
-        sample(unet, scheduler, 16, labels=labels, sampler=name, steps=k)
+        sample(unet, scheduler, 16, cond, cond, sampler=name, steps=k)
         sync(device)
         seconds = (time.perf_counter() - t0) * n_steps / k
         rows.append({"sampler": f"{name}-{n_steps}", "seconds": seconds, "images_per_s": 16 / seconds,

@@ -6,6 +6,7 @@ Usage:
     python train.py                                  # the seed's reference setup (hours on a CPU)
     python train.py --preset=cpu --data_dir=path/to/my/sprites --run_name=mine
     python train.py --resume --run_name=mine --max_steps=9000   # continue a run exactly where it stopped
+    python train.py --preset=prompt --run_name=words # prompts: the items and monsters with their captions
     accelerate launch --num_processes=2 train.py ...          # several GPUs or processes
 
 Writes runs/<run_name>/: config.json (the resolved config), palette.hex (the data's colours),
@@ -77,7 +78,8 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
         name = next(n for n in (stamp, *(f"{stamp}-{i}" for i in range(2, 1000)))
                     if not (Path(cfg.out_dir) / n).exists())
     run = Path(cfg.out_dir) / name
-    if (run / "config.json").exists() and not opts.overwrite:
+    from accelerate import PartialState  # the other processes of a launch find the main one's run
+    if (run / "config.json").exists() and not opts.overwrite and PartialState().is_main_process:
         raise UserError(f"run folder {run} already holds a run; use --resume to continue it, "
                         "--overwrite to start it again, or another --run_name")
     return dataclasses.replace(cfg, run_name=name), run, False
@@ -212,6 +214,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                             "checkpoint is kept: free some space and run train.py --resume") from None
         log(f"done: {step} steps in {seconds / 60:.1f} min of training; model in {model_dir}, "
             f"samples in {folder / 'samples'}")
+    acc.wait_for_everyone()  # every process returns once the model is written
     return model_dir
 
 

@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from config import DEFAULT_SIZE, UserError, option, parse_args, preset, script  # noqa: E402
 from dataset import load_folder  # noqa: E402
-from model import Loaded, build_scheduler, build_unet, load_model  # noqa: E402
+from model import (Loaded, build_scheduler, build_unet, class_conditions, load_model,  # noqa: E402
+                   text_conditions)
 
 
 @dataclass
@@ -50,10 +51,11 @@ def get_model(o: VisualizeOptions) -> tuple[Loaded, bool]:
     return Loaded(build_unet(cfg), build_scheduler(cfg), cfg, [], None, Path("untrained")), False
 
 
-def predicted_noise(m: Loaded, x_t: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None):
-    """The model's output converted to a noise estimate, whatever its prediction target."""
+def predicted_noise(m: Loaded, x_t: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+    """The model's output (conditioned by `cond`, the UNet's keyword arguments) converted to a noise
+    estimate, whatever its prediction target."""
     with torch.no_grad():
-        out = m.unet(x_t, t, class_labels=label).sample
+        out = m.unet(x_t, t, **cond).sample
     a = m.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
     kind = m.scheduler.config.prediction_type
     if kind == "v_prediction":
@@ -87,11 +89,13 @@ def main(argv: list[str]) -> None:
     noise = torch.randn(x0.shape, generator=g)
     t = torch.tensor([o.t])
     x_t = m.scheduler.add_noise(x0, noise, t)
-    label = None
+    cond = {}  # the image's class or caption; other data than the model's: "no class"
     if m.cfg.conditional:
-        label = data.labels[o.index:o.index + 1] if data.classes == m.classes else \
-            torch.tensor([len(m.classes)])  # other data: the "no class" label
-    pred = predicted_noise(m, x_t, t, label)
+        cond = class_conditions(data.labels[o.index:o.index + 1] if data.classes == m.classes else
+                                torch.tensor([len(m.classes)]), len(m.classes))[0]
+    elif m.cfg.prompts != "none":
+        cond = text_conditions(m.cfg, [data.captions[o.index]])[0]
+    pred = predicted_noise(m, x_t, t, cond)
     mse = torch.mean((pred - noise) ** 2).item()
     state = "" if trained else " (untrained model)"
 

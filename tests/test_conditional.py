@@ -7,7 +7,7 @@ import torch
 import generate
 import train
 from config import ROOT, preset
-from model import build_unet, guided_output, load_model
+from model import build_unet, class_conditions, guided_output, load_model
 
 
 def test_label_dropout_rate():
@@ -32,12 +32,13 @@ class Recorder(torch.nn.Module):
 
 def test_guidance_is_one_batched_call():
     unet, x, labels = Recorder(), torch.zeros(3, 3, 4, 4), torch.tensor([0, 1, 2])
-    out = guided_output(unet, x, 5, labels, null_label=9, guidance=3.0)
+    cond, null = class_conditions(labels, 9)
+    out = guided_output(unet, x, 5, cond, null, guidance=3.0)
     assert unet.calls == [(6, [0, 1, 2, 9, 9, 9])]
     assert torch.allclose(out[:, 0, 0, 0], 9 + 3.0 * (labels.float() - 9))
     unet.calls.clear()
-    guided_output(unet, x, 5, labels, 9, 1.0)
-    guided_output(unet, x, 5, labels, 9, 0.0)
+    guided_output(unet, x, 5, cond, null, 1.0)
+    guided_output(unet, x, 5, cond, null, 0.0)
     assert unet.calls == [(3, [0, 1, 2]), (3, [9, 9, 9])]
 
 
@@ -45,13 +46,13 @@ def test_guidance_extremes_match_plain_predictions():
     torch.manual_seed(0)
     unet = build_unet(preset("smoke", conditional=True), num_classes=4).eval()
     x, t, labels = torch.randn(2, 3, 32, 32), torch.tensor(500), torch.tensor([1, 3])
+    cond, null = class_conditions(labels, 4)
     with torch.no_grad():
-        cond = unet(x, t, class_labels=labels).sample
-        uncond = unet(x, t, class_labels=torch.tensor([4, 4])).sample
-        assert torch.allclose(guided_output(unet, x, t, labels, 4, 1.0), cond)
-        assert torch.allclose(guided_output(unet, x, t, labels, 4, 0.0), uncond)
-        assert torch.allclose(guided_output(unet, x, t, labels, 4, 2.5),
-                              uncond + 2.5 * (cond - uncond), atol=1e-5)
+        c = unet(x, t, class_labels=labels).sample
+        u = unet(x, t, class_labels=torch.tensor([4, 4])).sample
+        assert torch.allclose(guided_output(unet, x, t, cond, null, 1.0), c)
+        assert torch.allclose(guided_output(unet, x, t, cond, null, 0.0), u)
+        assert torch.allclose(guided_output(unet, x, t, cond, null, 2.5), u + 2.5 * (c - u), atol=1e-5)
 
 
 def test_class_names_are_saved_with_the_model(cond_run):

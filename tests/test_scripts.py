@@ -60,11 +60,11 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 
 
 SMOKE_MODEL = ["--block_out_channels=16,32", "--down_block_types=DownBlock2D,AttnDownBlock2D",
-               "--norm_num_groups=8", "--layers_per_block=1"]
+               "--norm_num_groups=8", "--layers_per_block=1", "--attention_head_dim=8"]
 SMOKE = {  # appended to each documented command: the same command at smoke size
     "train": SMOKE_MODEL + ["--max_steps=2", "--batch_size=4", "--num_samples=2", "--sample_every=0"],
     "generate": ["--num_images=2", "--steps=2"],
-    "evaluate": ["--num_samples=4", "--per_class=1", "--steps=2"],
+    "evaluate": ["--num_samples=6", "--per_class=1", "--steps=2"],
     "bench": SMOKE_MODEL + ["--quick", "--timed_steps=1", "--batch_size=2", "--samplers=dpm"],
     "recipes": ["--minutes=1e-7", "--num_samples=4"],
 }
@@ -80,6 +80,7 @@ def test_every_documented_command_runs(tmp_path, monkeypatch):
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (16, 16, 4), np.uint8), "RGBA").save(
                 tmp_path / "path/to/my/sprites" / cls / f"{i}.png")
+    (tmp_path / "prompts.txt").write_text("a red potion\na blue book\n")
     # Compiling takes minutes on 2 cores; test_speed_paths traces --compile with dynamo.
     monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
     threads = torch.get_num_threads()
