@@ -41,33 +41,31 @@ def smoke_argv(tmp: Path, name: str = "run", *extra: str) -> list[str]:
             *extra]
 
 
+def finished_run(factory, name: str, *extra: str) -> Path:
+    import train
+    out = factory.mktemp(name)
+    assert train.main(smoke_argv(out, name, *extra)) == 0
+    return out / name
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """A finished smoke run (trained on the small data) shared by several tests."""
-    import train
-    out = tmp_path_factory.mktemp("runs")
-    assert train.main(smoke_argv(out)) == 0
-    return out / "run"
+    return finished_run(tmp_path_factory, "run")
 
 
 @pytest.fixture(scope="session")
 def cond_run(tmp_path_factory) -> Path:
     """A finished class-conditional RGBA smoke run."""
-    import train
-    out = tmp_path_factory.mktemp("cond")
-    assert train.main(smoke_argv(out, "c", "--conditional", "--channels=4", "--max_steps=2",
-                                 "--sample_every=0")) == 0
-    return out / "c"
+    return finished_run(tmp_path_factory, "c", "--conditional", "--channels=4", "--max_steps=2",
+                        "--sample_every=0")
 
 
 @pytest.fixture(scope="session")
 def prompt_run(tmp_path_factory) -> Path:
     """A finished smoke run conditioned on captions (cross-attention and the pooled vector)."""
-    import train
-    out = tmp_path_factory.mktemp("prompt")
-    assert train.main(smoke_argv(out, "p", "--prompts=both", "--channels=4", "--max_steps=2",
-                                 "--sample_every=0")) == 0
-    return out / "p"
+    return finished_run(tmp_path_factory, "p", "--prompts=both", "--channels=4", "--max_steps=2",
+                        "--sample_every=0")
 
 
 @pytest.fixture

@@ -61,11 +61,14 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 
 SMOKE_MODEL = ["--block_out_channels=16,32", "--down_block_types=DownBlock2D,AttnDownBlock2D",
                "--norm_num_groups=8", "--layers_per_block=1", "--attention_head_dim=8"]
-SMOKE = {  # appended to each documented command: the same command at smoke size
-    "train": SMOKE_MODEL + ["--max_steps=2", "--batch_size=4", "--num_samples=2", "--sample_every=0"],
+MY_SPRITES = ["--data_dir=path/to/my/sprites"]
+SMOKE = {  # appended to each documented command: the same command at smoke size, on a few sprites
+    "train": SMOKE_MODEL + MY_SPRITES + ["--max_steps=2", "--batch_size=4", "--num_samples=2",
+                                         "--sample_every=0"],
     "generate": ["--num_images=2", "--steps=2"],
     "evaluate": ["--num_samples=6", "--per_class=1", "--steps=2"],
-    "bench": SMOKE_MODEL + ["--quick", "--timed_steps=1", "--batch_size=2", "--samplers=dpm"],
+    "bench": SMOKE_MODEL + MY_SPRITES + ["--quick", "--timed_steps=1", "--batch_size=2",
+                                         "--samplers=dpm"],
     "recipes": ["--minutes=1e-7", "--num_samples=4"],
 }
 
