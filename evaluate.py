@@ -422,9 +422,17 @@ def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
     m, data = model_and_data(o)
     n = o.num_samples or len(data.images)
     print(f"sampling {n} icons from {m.source} ({o.sampler}{'-' + str(o.steps) if o.steps else ''})")
-    images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
-                            progress=True)
-    return images, data.images
+    subset = data.classes != m.classes and set(data.classes) <= set(m.classes)
+    if o.classes or not subset:
+        images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
+                                progress=True)
+        return images, data.images
+    # Reference data with some of the model's classes (the items of an items-and-monsters model):
+    # those classes in turn, as generate.py cycles through all of them.
+    k, per = len(data.classes), -(-n // len(data.classes))
+    images, _, _ = generate(m, per, ",".join(data.classes), o.seed, o.sampler, o.steps, o.guidance,
+                            o.palette, progress=True)
+    return images.view(k, per, *images.shape[1:]).transpose(0, 1).flatten(0, 1)[:n], data.images
 
 
 @script

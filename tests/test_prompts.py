@@ -187,3 +187,25 @@ def test_the_readme_samples_a_prompt_model_with_stock_diffusers(prompt_run):
     m = model.load_model(prompt_run)
     _, ours, _ = generate.generate(m, 4, prompts=("a blue book",), palette="none")
     assert (scope["images"].int() - ours.int()).abs().max() <= 1
+
+
+def test_evaluate_samples_only_the_reference_datas_classes_in_turn(prompt_run, tmp_path, monkeypatch):
+    """An items-and-monsters model scored against the items: the items' classes in turn."""
+    import shutil
+    import evaluate
+    for cls in ("book", "potion"):
+        shutil.copytree(ROOT / "data" / "dcss_items" / cls, tmp_path / "items" / cls)
+    asked = []
+
+    def fake_generate(m, n, classes, *args, **kw):
+        asked.append((n, classes))
+        rows = classes.split(",")
+        x = torch.stack([torch.full((4, 32, 32), i, dtype=torch.uint8)
+                         for i in range(len(rows)) for _ in range(n)])
+        return x, x, rows
+
+    monkeypatch.setattr(evaluate, "generate", fake_generate)
+    o = evaluate.EvalOptions(model=str(prompt_run), data_dir=str(tmp_path / "items"), num_samples=5)
+    samples, data = evaluate.samples_and_data(o)
+    assert asked == [(3, "book,potion")] and len(data) == 51
+    assert samples[:, 0, 0, 0].tolist() == [0, 1, 0, 1, 0]
