@@ -160,10 +160,12 @@ def class_conditions(labels: torch.Tensor, null_label: int) -> tuple[dict, dict]
 
 
 def text_conditions(cfg: Config, prompts: list[str], negative: str = "") -> tuple[dict, dict]:
-    """(cond, null) for sample(): the prompts, and the negative prompt ('' : unconditional)."""
-    text = encode_text(prompts + [negative])
-    n = len(prompts)
-    return unet_inputs(cfg, torch.arange(n), text), unet_inputs(cfg, torch.full((n,), n), text)
+    """(cond, null) for sample(): the prompts, and the negative prompt ('' : unconditional); each
+    distinct text is encoded once."""
+    texts = list(dict.fromkeys([*prompts, negative]))
+    text = encode_text(texts)
+    rows = torch.tensor([texts.index(p) for p in prompts])
+    return unet_inputs(cfg, rows, text), unet_inputs(cfg, torch.full_like(rows, texts.index(negative)), text)
 
 
 def guided_output(unet, x: torch.Tensor, t, cond: dict, null: dict, guidance: float) -> torch.Tensor:
