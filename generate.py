@@ -9,6 +9,10 @@ Usage:
     python generate.py --prompt="a blue book" --num_images=8   # prompt models (train.py --prompts)
     python generate.py --prompt_file=prompts.txt --negative_prompt="grey"   # a row per prompt
     python generate.py --palette=my.hex         # snap to your palette (.hex or .gpl); none: raw colours
+    python generate.py --init=samples/generated/0000.png --strength=0.5   # variations of a sprite
+    python generate.py --init=samples/generated/0000.png --mask=mask.png  # repaint the mask's white
+    python generate.py --init=samples/generated/0000.png --extend=right --by=8   # outpainting
+    python generate.py --tileable               # sprites that wrap in x and y
 
 Writes samples/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),
 samples/generated_images_sheet.png (a sprite sheet at native size), samples/generated/NNNN.png (each
@@ -23,10 +27,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from config import UserError, option, parse_args, script
+from config import UserError, option, parse_args, parse_color, script
 from dataset import make_grid, to_uint8
 from model import (GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, class_conditions, load_model, sample,
                    text_conditions)
@@ -54,6 +59,15 @@ class GenerateOptions(SamplingOptions):
     prompt: str = option("", "prompt models: what to draw, e.g. 'a red potion' (a row); '' samples "
                              "unconditionally")
     prompt_file: str = option("", "prompt models: a text file, one prompt a row of the grid")
+    init: str = option("", "start from this sprite (PNG): variations with --strength, inpainting with "
+                           "--mask, outpainting with --extend")
+    strength: float = option(1.0, "share of the noise schedule run from the noised --init: 0 gives it "
+                                  "back, 1 ignores it (outside a mask)")
+    mask: str = option("", "repaint where this image is white (or opaque, if it has transparency)")
+    extend: str = option("", "outpainting: left | right | up | down: move the sprite away from that "
+                             "side and fill the strip")
+    by: int = option(8, "pixels to extend by")
+    tileable: bool = option(False, "sprites that wrap in x and y (circular padding while sampling)")
     negative_prompt: str = option("", "prompt models: what to steer away from (guidance pushes from "
                                       "this instead of from no prompt)")
     num_images: int = option(16, "images in all; with --class or prompts, per row")
@@ -115,20 +129,103 @@ def conditions(m: Loaded, rows: list[str | None], classes: str, prompts: list[st
     return class_conditions(class_labels(m, classes, rows, n), len(m.classes))
 
 
+@dataclass
+class Start:
+    """A sprite to start from: variations (strength < 1), inpainting and outpainting (mask)."""
+    init: torch.Tensor  # uint8 C,H,W at the model's size and channels
+    mask: torch.Tensor | None = None  # bool 1,H,W: True = repaint
+    strength: float = 1.0  # share of the noise schedule run from the noised init (0: the init itself)
+
+
 def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampler: str = SAMPLER,
              steps: int = 0, guidance: float = GUIDANCE, palette: str = PALETTE,
-             prompts: tuple[str, ...] = (), negative: str = "",
+             prompts: tuple[str, ...] = (), negative: str = "", start: Start | None = None,
+             tileable: bool = False,
              progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """Sprites as generate.py makes them: (snapped uint8 N,C,H,W, raw uint8, the label of each row).
-    With classes or prompts, num_images is per class or prompt, a row each."""
+    With classes or prompts, num_images is per class or prompt, a row each. Outside a start's mask
+    the init comes back exactly, palette or not."""
     check_sampling(num_images, sampler, steps, palette)
     rows = list(prompts) if prompts else class_rows(m, classes)
     per_image = [p for p in prompts for _ in range(num_images)]
+    n = num_images * len(rows)
     cond, null = conditions(m, rows, classes, per_image, num_images, negative)
     unconditional = classes == "none" or (prompts and not any(prompts) and not negative)
-    raw = to_uint8(sample(m.unet, m.scheduler, num_images * len(rows), cond, null, seed, sampler, steps,
-                          1.0 if unconditional else guidance, progress))
-    return postprocess(raw, m, palette), raw, rows
+    init = mask = None
+    if start is not None:
+        init = (start.init.float() / 127.5 - 1).expand(n, -1, -1, -1)
+        mask = None if start.mask is None else start.mask.float().expand(n, -1, -1, -1)
+    raw = to_uint8(sample(m.unet, m.scheduler, n, cond, null, seed, sampler, steps,
+                          1.0 if unconditional else guidance, init, start.strength if start else 1.0,
+                          mask, tileable, progress))
+    images = postprocess(raw, m, palette)
+    if start is not None:  # what is not repainted is the init itself, not its snapped colours
+        repaint = start.mask if start.mask is not None else torch.tensor(start.strength > 0)
+        images = torch.where(repaint, images, start.init)
+    return images, raw, rows
+
+
+def read_start(o: GenerateOptions, size: int, channels: int, background: str) -> Start | None:
+    """The Start of --init, --mask, --extend and --strength, checked; None without --init."""
+    if not o.init:
+        if o.mask or o.extend:
+            raise UserError(f"--{'mask' if o.mask else 'extend'} needs --init, the sprite to work on")
+        return None
+    if not 0 <= o.strength <= 1:
+        raise UserError(f"--strength must be in [0, 1], got {o.strength}")
+    init = torch.from_numpy(read_image(o.init, "init", size, channels, background)).permute(2, 0, 1)
+    if o.mask and o.extend:
+        raise UserError("--mask and --extend both say what to repaint: give one")
+    mask = read_mask(o.mask, size) if o.mask else None
+    if o.extend:
+        init, mask = shifted(init, o.extend, o.by)
+    return Start(init, mask, o.strength)
+
+
+def read_image(path: str, what: str, size: int, channels: int, background: str) -> np.ndarray:
+    """An image file as H,W,C uint8 at the model's size (NEAREST, with one warning line if resized)."""
+    from dataset import BadImage, load_image
+    if not Path(path).is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        arr, note = load_image(Path(path), size, channels, parse_color(background))
+    except BadImage as e:
+        raise UserError(f"{what} {path}: {e}") from None
+    if note:
+        print(f"warning: {what} {path}: {note}")
+    return arr
+
+
+def read_mask(path: str, size: int) -> torch.Tensor:
+    """bool 1,H,W, True = repaint: the opaque pixels of a mask with transparency, else its white ones."""
+    rgba = read_image(path, "mask", size, 4, "#000000")
+    alpha = rgba[..., 3]
+    mask = torch.from_numpy(alpha > 127 if (alpha < 255).any() else rgba[..., :3].mean(-1) > 127)[None]
+    if not mask.any():
+        raise UserError(f"mask {path} repaints nothing: it has no white or opaque pixel")
+    if mask.all():
+        raise UserError(f"mask {path} repaints every pixel: drop --mask and --init for a new sprite, "
+                        "or keep --init with --strength for variations")
+    return mask
+
+
+def shifted(init: torch.Tensor, side: str, by: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outpainting: the sprite moved `by` pixels away from `side`, and a mask of the strip it left."""
+    size = init.shape[-1]
+    if side not in ("left", "right", "up", "down"):
+        raise UserError(f"--extend must be left, right, up or down; got {side!r}")
+    if not 0 < by < size:
+        raise UserError(f"--by must be between 1 and {size - 1} pixels, got {by}")
+    dim = -1 if side in ("left", "right") else -2
+    sign = 1 if side in ("left", "up") else -1  # the content moves right or down to extend left or up
+    mask = torch.zeros(1, size, size, dtype=torch.bool)
+    strip = slice(0, by) if sign == 1 else slice(size - by, size)
+    if dim == -1:
+        mask[..., strip] = True
+    else:
+        mask[:, strip, :] = True
+    moved = torch.roll(init, sign * by, dims=dim)
+    return torch.where(mask, torch.zeros_like(moved), moved), mask
 
 
 def read_prompts(prompt: str | None, prompt_file: str) -> tuple[str, ...]:
@@ -209,8 +306,9 @@ def main(argv: list[str]) -> None:
     m = load_model(o.model)
     m.unet.to(device)
     print(f"model: {m.source}")
+    start = read_start(o, m.unet.config.sample_size, m.cfg.channels, m.cfg.background)
     images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
-                                 o.palette, prompts, o.negative_prompt, progress=True)
+                                 o.palette, prompts, o.negative_prompt, start, o.tileable, progress=True)
     written = save(images, raw, rows, o.num_images, Path(o.out), o.scale)
     print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))
 

@@ -11,6 +11,7 @@ num_classes) used for unconditional sampling and classifier-free guidance.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -181,15 +182,34 @@ def guided_output(unet, x: torch.Tensor, t, cond: dict, null: dict, guidance: fl
     return out_null + guidance * (out_cond - out_null)
 
 
+@contextlib.contextmanager
+def circular(unet: torch.nn.Module, on: bool = True):
+    """While active, every padded convolution of the UNet pads circularly: the image wraps around in
+    x and y, so what it draws tiles without a seam (attention and GroupNorm are global already)."""
+    convs = [c for c in unet.modules() if isinstance(c, torch.nn.Conv2d) and any(c.padding)] if on else []
+    for c in convs:
+        c.padding_mode = "circular"
+    try:
+        yield
+    finally:
+        for c in convs:
+            c.padding_mode = "zeros"
+
+
 @torch.no_grad()
 def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, null: dict | None = None,
            seed: int = 0, sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
-           progress: bool = False) -> torch.Tensor:
+           init: torch.Tensor | None = None, strength: float = 1.0, mask: torch.Tensor | None = None,
+           tileable: bool = False, progress: bool = False) -> torch.Tensor:
     """Run the reverse process; returns n images as floats in [-1, 1] on the CPU.
 
     The same loop as diffusers' DDPMPipeline (tests check they agree), plus the conditioning (the
     UNet's keyword arguments, batched: see unet_inputs) and classifier-free guidance against `null`.
     Noise comes from a CPU generator seeded with `seed`, so samples are the same on every device.
+    Starting from a sprite: `init` (n,C,H,W in [-1, 1]) noised to `strength` of the schedule and
+    denoised from there (0 returns it, 1 ignores it); `mask` (n,1,H,W, 1 = repaint) puts the init,
+    noised to the current level, back outside the mask after every step, and exactly at the end.
+    `tileable` pads every convolution circularly, so the sprites wrap in x and y.
     """
     solver = make_sampler(scheduler, sampler, steps)
     device = next(unet.parameters()).device
@@ -198,11 +218,26 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
     x = (torch.randn((n, ch, size, size), generator=generator) * solver.init_noise_sigma).to(device)
     cond, null = ({k: None if v is None else v.to(device) for k, v in (d or {}).items()}
                   for d in (cond, null))
-    timesteps = tqdm(solver.timesteps, desc=f"{sampler} x{len(solver.timesteps)}", unit="step",
-                     disable=not progress)
-    for t in timesteps:
-        out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
-        x = solver.step(out.float(), t, x, generator=generator).prev_sample
+    timesteps = solver.timesteps
+    if init is not None:
+        init = init.to(device)
+        skip = round(len(timesteps) * (1 - strength))
+        timesteps = timesteps[skip:]
+        if hasattr(solver, "set_begin_index"):  # multistep solvers keep an index into the schedule
+            solver.set_begin_index(skip)
+        if not len(timesteps):
+            return init.float().cpu()
+        if skip:
+            x = solver.add_noise(init, x, timesteps[:1])
+    bar = tqdm(timesteps, desc=f"{sampler} x{len(timesteps)}", unit="step", disable=not progress)
+    with circular(unet, tileable):
+        for i, t in enumerate(bar):
+            out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
+            x = solver.step(out.float(), t, x, generator=generator).prev_sample
+            if mask is not None:
+                known = init if i + 1 == len(timesteps) else solver.add_noise(
+                    init, torch.randn(x.shape, generator=generator).to(device), timesteps[i + 1:i + 2])
+                x = torch.where(mask.to(device) > 0, x, known)
     return x.float().cpu()
 
 

@@ -84,6 +84,9 @@ def test_every_documented_command_runs(tmp_path, monkeypatch):
             Image.fromarray(rng.integers(0, 256, (16, 16, 4), np.uint8), "RGBA").save(
                 tmp_path / "path/to/my/sprites" / cls / f"{i}.png")
     (tmp_path / "prompts.txt").write_text("a red potion\na blue book\n")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask, "L").save(tmp_path / "mask.png")
     # Compiling takes minutes on 2 cores; test_speed_paths traces --compile with dynamo.
     monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
     threads = torch.get_num_threads()

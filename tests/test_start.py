@@ -1,0 +1,113 @@
+"""Starting from a sprite: variations, inpainting, outpainting, seamless tiles, and their bad input."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import generate
+from config import preset
+from generate import Start, shifted
+from model import build_unet, circular, load_model
+
+
+@pytest.fixture(scope="module")
+def m(cond_run):
+    return load_model(cond_run)
+
+
+@pytest.fixture(scope="module")
+def icon():
+    """A shipped icon (RGBA uint8 C,H,W): its colours are not all in the model's palette."""
+    path = next((generate.Path(__file__).parents[1] / "data" / "dcss_items" / "potion").glob("*.png"))
+    return torch.from_numpy(np.array(Image.open(path).convert("RGBA"))).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_strength_zero_gives_the_sprite_back_and_more_strength_changes_more(m, icon, sampler):
+    back, _, _ = generate.generate(m, 2, "potion", sampler=sampler, steps=4, start=Start(icon, None, 0.0))
+    assert torch.equal(back, icon.expand(2, -1, -1, -1))
+    changed = [(generate.generate(m, 2, "potion", sampler=sampler, steps=4, palette="none",
+                                  start=Start(icon, None, s))[0].float() - icon.float()).abs().mean()
+               for s in (0.25, 1.0)]
+    assert 0 < changed[0] < changed[1]
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_inpainting_keeps_every_unmasked_pixel_exactly(m, icon, sampler):
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, 8:20, 10:24] = True
+    out, _, _ = generate.generate(m, 3, "potion", sampler=sampler, steps=4, start=Start(icon, mask))
+    keep = ~mask.expand(3, 4, -1, -1)
+    assert torch.equal(out[keep], icon.expand(3, -1, -1, -1)[keep])
+    assert not torch.equal(out[~keep], icon.expand(3, -1, -1, -1)[~keep])
+
+
+def test_outpainting_moves_the_sprite_and_fills_the_strip(m, icon):
+    moved, mask = shifted(icon, "right", 8)
+    assert torch.equal(moved[:, :, :24], icon[:, :, 8:]) and mask[0, :, 24:].all() and not mask[0, :, :24].any()
+    up, up_mask = shifted(icon, "up", 4)
+    assert torch.equal(up[:, 4:], icon[:, :28]) and up_mask[0, :4].all()
+    out, _, _ = generate.generate(m, 2, "potion", steps=4, start=Start(moved, mask))
+    assert torch.equal(out[:, :, :, :24], moved[:, :, :24].expand(2, -1, -1, -1))
+
+
+def test_circular_padding_makes_the_unet_wrap_around():
+    """With circular padding, shifting the input around the edge shifts the output the same way (by a
+    multiple of the UNet's downsampling): nothing marks where the sprite's edge is. Without, not."""
+    torch.manual_seed(0)
+    unet = build_unet(preset("smoke")).eval()
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor(500)
+    with torch.no_grad():
+        with circular(unet):
+            a, b = unet(x, t).sample, unet(torch.roll(x, (6, 10), (2, 3)), t).sample
+        assert torch.allclose(torch.roll(a, (6, 10), (2, 3)), b, atol=1e-4)
+        c, d = unet(x, t).sample, unet(torch.roll(x, (6, 10), (2, 3)), t).sample
+        assert not torch.allclose(torch.roll(c, (6, 10), (2, 3)), d, atol=1e-2)  # padding restored
+
+
+def test_tileable_cli_writes_sprites(cond_run, tmp_path):
+    assert generate.main([f"--model={cond_run}", "--tileable", "--num_images=2", "--steps=2",
+                          f"--out={tmp_path / 'g.png'}"]) == 0
+    assert len(list((tmp_path / "g").glob("*.png"))) == 2
+
+
+def write(path, size, rgba):
+    Image.new("RGBA", (size, size), rgba).save(path)
+    return path
+
+
+def text_file(folder):
+    (folder / "m.png").write_text("not an image")
+    return folder / "m.png"
+
+
+def test_an_init_of_another_size_is_resized_with_one_warning(cond_run, icon, tmp_path, capsys):
+    Image.fromarray(icon.permute(1, 2, 0).numpy(), "RGBA").resize((64, 64), Image.NEAREST).save(
+        tmp_path / "big.png")
+    assert generate.main([f"--model={cond_run}", f"--init={tmp_path / 'big.png'}", "--strength=0",
+                          "--num_images=1", "--palette=none", f"--out={tmp_path / 'g.png'}"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: init" in out and "resized 64 -> 32 (nearest)" in out
+    assert np.array_equal(np.array(Image.open(tmp_path / "g" / "0000.png")), icon.permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda p: write(p / "m.png", 32, (0, 0, 0, 255)), ["--init=I", "--mask=M"], "repaints nothing"),
+    (lambda p: write(p / "m.png", 32, (255, 255, 255, 255)), ["--init=I", "--mask=M"],
+     "repaints every pixel"),
+    (lambda p: write(p / "m.png", 32, (255, 255, 255, 255)), ["--mask=M"], "--mask needs --init"),
+    (text_file, ["--init=M"],
+     "not an image file PIL can read"),
+    (lambda p: p / "m.png", ["--init=I", "--strength=1.5"], "--strength must be in [0, 1]"),
+    (lambda p: p / "m.png", ["--init=I", "--extend=sideways"], "--extend must be left, right, up or down"),
+    (lambda p: p / "m.png", ["--init=I", "--extend=left", "--by=40"], "--by must be between 1 and 31"),
+    (lambda p: p / "m.png", ["--init=/no/such.png"], "init /no/such.png does not exist"),
+])
+def test_bad_start_input_is_one_sentence(cond_run, icon, tmp_path, capsys, make, args, message):
+    mask = make(tmp_path)
+    init = tmp_path / "i.png"
+    Image.fromarray(icon.permute(1, 2, 0).numpy(), "RGBA").save(init)
+    argv = [a.replace("=I", f"={init}").replace("=M", f"={mask}") for a in args]
+    assert generate.main([f"--model={cond_run}", "--steps=2", "--num_images=1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
