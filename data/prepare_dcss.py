@@ -1,9 +1,12 @@
-"""Rebuild data/dcss_items/ and data/dcss_monsters/ from the Dungeon Crawl Stone Soup tile sheets.
+"""Rebuild data/dcss_items/, data/dcss_monsters/ and data/dcss_terrain/ from the Dungeon Crawl Stone
+Soup tile sheets.
 
-The sprites shipped in data/ were cut from `main.png` (items) and `player.png` (monsters) of the Debian
-package crawl-tiles-data 2:0.28.0-1.1 with the tables dcss_items.csv and dcss_monsters.csv beside
-this script. Only item rows with cc0_vetted=1 (346 icons) are written; the others are listed for
-reference. The captions (metadata.jsonl) are written afterwards by captions.py.
+The sprites shipped in data/ were cut from `main.png` (items), `player.png` (monsters), `floor.png` and
+`wall.png` (terrain) of the Debian package crawl-tiles-data 2:0.28.0-1.1 with the tables
+dcss_items.csv, dcss_monsters.csv and dcss_terrain.csv beside this script (a row's `sheet` column
+names its sheet; the items' is main.png). Only item rows with cc0_vetted=1 (346 icons) are written;
+the others are listed for reference. The captions (metadata.jsonl) are written afterwards by
+captions.py.
 
 Usage:
     apt-get download crawl-tiles-data && dpkg -x crawl-tiles-data_*.deb pkg
@@ -18,20 +21,44 @@ from pathlib import Path
 
 from PIL import Image
 
-SHEETS = {  # sheet -> (sha256 in crawl-tiles-data 2:0.28.0-1.1, its table, the folder it fills)
-    "main.png": ("89f404ae30ab05c91e96d50bd166169c0819bbe61951b31ed1517c7c0cd912df", "dcss_items"),
-    "player.png": ("b96b07ad9b48b2c7a7f57677d693701b5c4a2d2b0ade22b8fd7b9afa80495556", "dcss_monsters"),
+SHEETS = {  # sha256 of each sheet in crawl-tiles-data 2:0.28.0-1.1
+    "main.png": "89f404ae30ab05c91e96d50bd166169c0819bbe61951b31ed1517c7c0cd912df",
+    "player.png": "b96b07ad9b48b2c7a7f57677d693701b5c4a2d2b0ade22b8fd7b9afa80495556",
+    "floor.png": "69b40830a71dd58179d394274fd3e282b6a11cc95c4183d3783da1f7cec77d0a",
+    "wall.png": "d008771a11358c2c7c736f35bfc144d4cbf1bb1e6250ee72c1ec2a6ea723e141",
 }
+FOLDERS = ("dcss_items", "dcss_monsters", "dcss_terrain")  # each cut by the table of its name
 HERE = Path(__file__).resolve().parent
 
 
-def cut_icons(sheet: Image.Image, table: Path, out: Path) -> int:
-    """Cut every vetted sprite: crop (sx,sy)-(ex,ey), paste at (ox,oy) on a transparent w x h canvas."""
+class BadSheet(Exception):
+    pass
+
+
+def open_sheet(tiles: Path, name: str, opened: dict) -> Image.Image:
+    """The sheet, checked against its sha256 (once)."""
+    if name not in opened:
+        path = tiles / name
+        if not path.is_file():
+            raise BadSheet(f"{path} does not exist")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != SHEETS[name]:
+            raise BadSheet(f"{path} has sha256 {digest}, expected {SHEETS[name]} "
+                           "(crawl-tiles-data 2:0.28.0-1.1)")
+        with Image.open(path) as sheet:
+            opened[name] = sheet.convert("RGBA")
+    return opened[name]
+
+
+def cut(tiles: Path, table: Path, out: Path, opened: dict) -> int:
+    """Cut every vetted sprite of the table: crop (sx,sy)-(ex,ey) of its sheet, paste at (ox,oy) on a
+    transparent w x h canvas."""
     count = 0
     with open(table, newline="") as f:
         for row in csv.DictReader(f):
             if row.get("cc0_vetted", "1").strip() != "1":
                 continue
+            sheet = open_sheet(tiles, row.get("sheet", "main.png"), opened)
             box = tuple(int(row[k]) for k in ("sx", "sy", "ex", "ey"))
             icon = Image.new("RGBA", (int(row["w"]), int(row["h"])), (0, 0, 0, 0))
             icon.paste(sheet.crop(box), (int(row["ox"]), int(row["oy"])))
@@ -48,19 +75,13 @@ def main(argv: list[str]) -> int:
     if len(args) != 1:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    tiles, out = Path(args[0]), Path(outs[-1] if outs else HERE)
-    for sheet_name, (sha256, name) in SHEETS.items():
-        sheet_path = tiles / sheet_name
-        if not sheet_path.is_file():
-            print(f"error: {sheet_path} does not exist", file=sys.stderr)
+    tiles, out, opened = Path(args[0]), Path(outs[-1] if outs else HERE), {}
+    for name in FOLDERS:
+        try:
+            n = cut(tiles, HERE / f"{name}.csv", out / name, opened)
+        except BadSheet as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
-        digest = hashlib.sha256(sheet_path.read_bytes()).hexdigest()
-        if digest != sha256:
-            print(f"error: {sheet_path} has sha256 {digest}, expected {sha256} "
-                  "(crawl-tiles-data 2:0.28.0-1.1)", file=sys.stderr)
-            return 2
-        with Image.open(sheet_path) as sheet:
-            n = cut_icons(sheet.convert("RGBA"), HERE / f"{name}.csv", out / name)
         print(f"wrote {n} sprites to {out / name}")
     return 0
 
