@@ -118,6 +118,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                     attention_head_dim=32, data_dir="data/dcss_items,data/dcss_monsters", lr=8e-4,
                     warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
                     prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
+    "terrain": ("the cpu UNet on the 1,756 floor, wall and water tiles, RGB, one class each: the "
+                "model for seamless tiles (generate.py --tileable)",
+                dict(block_out_channels=(32, 64, 128), layers_per_block=1, conditional=True,
+                     attention_head_dim=32, data_dir="data/dcss_terrain", lr=8e-4, warmup_steps=100,
+                     ema_decay=0.998, min_snr_gamma=5.0, prediction_type="v_prediction",
+                     max_steps=8000, ckpt_every=250)),
     "smoke": ("seconds on a CPU: a 0.18M UNet and 6 steps, for tests and a first look",
               dict(block_out_channels=(16, 32), layers_per_block=1,
                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,

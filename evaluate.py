@@ -8,6 +8,7 @@ Usage:
     python evaluate.py --sampler_sweep=dpm-10,dpm-20,ddim-50 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
     python evaluate.py --prompt_table --per_class=8        # does the prompt come through?
+    python evaluate.py --inpaint_table --num_samples=64    # inpainting: replacement or RePaint
 
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
 classes in turn, colours snapped to the data's palette); --palette=none scores the raw colours.
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from config import UserError, option, parse_args, preset, script
-from dataset import load_folder, make_grid
+from dataset import load_folder, make_grid, to_uint8
 from generate import SamplingOptions, generate
 from model import GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, load_model
 
@@ -369,6 +370,52 @@ def prompt_table(m: Loaded, data, f_data: torch.Tensor, per_prompt: int, seed: i
     return result
 
 
+def border_difference(images: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean colour difference (0-255, over RGBA) between each pixel just inside the mask and its
+    4-neighbours just outside: how well a fill agrees with its surroundings."""
+    x, inside = images.float(), mask.expand(images.shape[0], 1, -1, -1)
+    diffs = []
+    for dim in (-1, -2):
+        a, b = x.narrow(dim, 0, x.shape[dim] - 1), x.narrow(dim, 1, x.shape[dim] - 1)
+        ma, mb = inside.narrow(dim, 0, x.shape[dim] - 1), inside.narrow(dim, 1, x.shape[dim] - 1)
+        across = (ma != mb).expand_as(a)
+        diffs.append((a - b).abs()[across])
+    return torch.cat(diffs).mean().item()
+
+
+def inpaint_table(m: Loaded, data, f_data: torch.Tensor, n: int, seed: int = 0,
+                  sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE) -> list[dict]:
+    """Repaint the centre (half the side) of n data icons, each with its own class or caption, by
+    plain replacement of the known region at each step and by RePaint's resampling (2 and 4 times):
+    how much the fill's border differs from its surroundings (against the same icons' own border)
+    and FD-Lite0 of the filled icons against the data."""
+    from model import class_conditions, sample, text_conditions
+    pick = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))[:n]
+    icons, size = data.images[pick], data.images.shape[-1]
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    cond = null = {}
+    if m.cfg.conditional:
+        cond, null = class_conditions(torch.tensor([m.classes.index(data.classes[i])
+                                                    for i in data.labels[pick]]), len(m.classes))
+    elif m.cfg.prompts != "none":
+        cond, null = text_conditions(m.cfg, [data.captions[i] for i in pick])
+    truth = border_difference(icons, mask.bool())
+    rows = []
+    for name, resample in (("replace", 0), ("repaint-2", 2), ("repaint-4", 4)):
+        t0 = time.perf_counter()
+        x = sample(m.unet, m.scheduler, n, cond, null, seed, sampler, steps, guidance,
+                   init=icons.float() / 127.5 - 1, mask=mask.expand(n, -1, -1, -1), resample=resample)
+        filled = torch.where(mask.bool(), to_uint8(x), icons)
+        rows.append({"method": name, "border": border_difference(filled, mask.bool()),
+                     "border_of_the_icons": truth,
+                     "fd_lite0": frechet(features(filled), f_data),
+                     "seconds": time.perf_counter() - t0})
+        print(f"{name}: border difference {rows[-1]['border']:.1f} (the icons' own: {truth:.1f}), "
+              f"FD-Lite0 {rows[-1]['fd_lite0']:.0f}, {rows[-1]['seconds']:.0f} s")
+    return rows
+
+
 def sampler_sweep(m: Loaded, f_data: torch.Tensor, specs: tuple[str, ...], n: int, seed: int = 0,
                   classes: str = "", guidance: float = GUIDANCE, palette: str = PALETTE) -> list[dict]:
     """FD-Lite0 (against the data's features f_data) and seconds of each sampler-steps setting
@@ -400,6 +447,8 @@ class EvalOptions(SamplingOptions):
                                                    "FD-Lite0 of each scale")
     prompt_table: bool = option(False, "prompt-following: class x colour prompts, class and colour "
                                        "accuracy, FD-Lite0, copies")
+    inpaint_table: bool = option(False, "inpainting methods compared on num_samples icons (default "
+                                        "64): border agreement, FD-Lite0")
     per_class: int = option(16, "samples per class in the guidance sweep, per prompt in the table")
     json: str = option("", "also write the results to this JSON file")
     nearest: str = option("samples/nearest.png", "each sample beside its nearest training icon "
@@ -444,7 +493,7 @@ def main(argv: list[str]) -> None:
         if name not in SAMPLERS or not (steps.isdigit() or steps == ""):
             raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS with a "
                             f"sampler of {', '.join(SAMPLERS)}")
-    if o.sampler_sweep or o.guidance_sweep or o.prompt_table:
+    if o.sampler_sweep or o.guidance_sweep or o.prompt_table or o.inpaint_table:
         m, data = model_and_data(o)
         f_data = features(data.images)
         report = {"model": str(m.source), "options": dataclasses.asdict(o)}
@@ -458,6 +507,9 @@ def main(argv: list[str]) -> None:
         if o.prompt_table:
             report["prompts"] = prompt_table(m, data, f_data, o.per_class, o.seed, o.sampler, o.steps,
                                              o.guidance, o.palette)
+        if o.inpaint_table:
+            report["inpainting"] = inpaint_table(m, data, f_data, o.num_samples or 64, o.seed,
+                                                 o.sampler, o.steps, o.guidance)
     else:
         samples, data = samples_and_data(o)
         report = {**score(samples, data), "options": dataclasses.asdict(o)}

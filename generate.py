@@ -67,6 +67,9 @@ class GenerateOptions(SamplingOptions):
     extend: str = option("", "outpainting: left | right | up | down: move the sprite away from that "
                              "side and fill the strip")
     by: int = option(8, "pixels to extend by")
+    resample: int = option(2, "inpainting and outpainting: RePaint resamplings of each step (0: plain "
+                              "replacement of the rest; 2 agreed best with the surroundings, "
+                              "RESULTS.md)")
     tileable: bool = option(False, "sprites that wrap in x and y (circular padding while sampling)")
     negative_prompt: str = option("", "prompt models: what to steer away from (guidance pushes from "
                                       "this instead of from no prompt)")
@@ -135,6 +138,7 @@ class Start:
     init: torch.Tensor  # uint8 C,H,W at the model's size and channels
     mask: torch.Tensor | None = None  # bool 1,H,W: True = repaint
     strength: float = 1.0  # share of the noise schedule run from the noised init (0: the init itself)
+    resample: int = 2  # RePaint resamplings of each step, when there is a mask
 
 
 def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampler: str = SAMPLER,
@@ -157,7 +161,7 @@ def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampl
         mask = None if start.mask is None else start.mask.float().expand(n, -1, -1, -1)
     raw = to_uint8(sample(m.unet, m.scheduler, n, cond, null, seed, sampler, steps,
                           1.0 if unconditional else guidance, init, start.strength if start else 1.0,
-                          mask, tileable, progress))
+                          mask, start.resample if start else 0, tileable, progress))
     images = postprocess(raw, m, palette)
     if start is not None:  # what is not repainted is the init itself, not its snapped colours
         repaint = start.mask if start.mask is not None else torch.tensor(start.strength > 0)
@@ -179,7 +183,9 @@ def read_start(o: GenerateOptions, size: int, channels: int, background: str) ->
     mask = read_mask(o.mask, size) if o.mask else None
     if o.extend:
         init, mask = shifted(init, o.extend, o.by)
-    return Start(init, mask, o.strength)
+    if o.resample < 0:
+        raise UserError(f"--resample must be >= 0, got {o.resample}")
+    return Start(init, mask, o.strength, o.resample)
 
 
 def read_image(path: str, what: str, size: int, channels: int, background: str) -> np.ndarray:

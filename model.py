@@ -200,7 +200,7 @@ def circular(unet: torch.nn.Module, on: bool = True):
 def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, null: dict | None = None,
            seed: int = 0, sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
            init: torch.Tensor | None = None, strength: float = 1.0, mask: torch.Tensor | None = None,
-           tileable: bool = False, progress: bool = False) -> torch.Tensor:
+           resample: int = 0, tileable: bool = False, progress: bool = False) -> torch.Tensor:
     """Run the reverse process; returns n images as floats in [-1, 1] on the CPU.
 
     The same loop as diffusers' DDPMPipeline (tests check they agree), plus the conditioning (the
@@ -208,7 +208,9 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
     Noise comes from a CPU generator seeded with `seed`, so samples are the same on every device.
     Starting from a sprite: `init` (n,C,H,W in [-1, 1]) noised to `strength` of the schedule and
     denoised from there (0 returns it, 1 ignores it); `mask` (n,1,H,W, 1 = repaint) puts the init,
-    noised to the current level, back outside the mask after every step, and exactly at the end.
+    noised to the current level, back outside the mask after every step, and exactly at the end;
+    `resample` > 0 adds RePaint's resampling (Lugmayr et al. 2022): each step is taken, noised back
+    and taken again that many times, so the inside can agree with the outside before moving on.
     `tileable` pads every convolution circularly, so the sprites wrap in x and y.
     """
     solver = make_sampler(scheduler, sampler, steps)
@@ -230,14 +232,23 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
         if skip:
             x = solver.add_noise(init, x, timesteps[:1])
     bar = tqdm(timesteps, desc=f"{sampler} x{len(timesteps)}", unit="step", disable=not progress)
+    abar = solver.alphas_cumprod.to(device)
     with circular(unet, tileable):
         for i, t in enumerate(bar):
-            out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
-            x = solver.step(out.float(), t, x, generator=generator).prev_sample
-            if mask is not None:
-                known = init if i + 1 == len(timesteps) else solver.add_noise(
-                    init, torch.randn(x.shape, generator=generator).to(device), timesteps[i + 1:i + 2])
-                x = torch.where(mask.to(device) > 0, x, known)
+            last = i + 1 == len(timesteps)
+            for r in range(0 if mask is None or last else resample, -1, -1):
+                state = copy.deepcopy(solver) if r else None  # a multistep solver's history
+                out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
+                x_next = solver.step(out.float(), t, x, generator=generator).prev_sample
+                if mask is not None:
+                    known = init if last else solver.add_noise(
+                        init, torch.randn(x.shape, generator=generator).to(device), timesteps[i + 1:i + 2])
+                    x_next = torch.where(mask.to(device) > 0, x_next, known)
+                if r:  # back to t: the forward process from the next timestep, then the step again
+                    solver, ratio = state, abar[t] / abar[timesteps[i + 1]]
+                    x_next = ratio.sqrt() * x_next + (1 - ratio).sqrt() * torch.randn(
+                        x.shape, generator=generator).to(device)
+                x = x_next
     return x.float().cpu()
 
 

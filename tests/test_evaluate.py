@@ -119,3 +119,11 @@ def test_generation_does_not_need_the_training_data(cond_run, tmp_path):
     images, _, _ = generate.generate(m, 2, steps=2)
     assert images.shape == (2, 4, 32, 32)
     assert not (tmp_path / "moved" / "palette_32.hex").exists()  # nothing cached into the folder
+
+
+def test_border_difference_sees_a_seam(icons):
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 8:24, 8:24] = True
+    own = evaluate.border_difference(icons[:20], mask)
+    pasted = torch.where(mask, torch.full_like(icons[:20], 255), icons[:20])  # a white square
+    assert evaluate.border_difference(pasted, mask) > 2 * own > 0

@@ -32,11 +32,12 @@ def test_strength_zero_gives_the_sprite_back_and_more_strength_changes_more(m, i
     assert 0 < changed[0] < changed[1]
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
-def test_inpainting_keeps_every_unmasked_pixel_exactly(m, icon, sampler):
+@pytest.mark.parametrize("sampler, resample", [("ddpm", 2), ("ddim", 2), ("dpm", 2), ("dpm", 0)])
+def test_inpainting_keeps_every_unmasked_pixel_exactly(m, icon, sampler, resample):
     mask = torch.zeros(1, 32, 32, dtype=torch.bool)
     mask[:, 8:20, 10:24] = True
-    out, _, _ = generate.generate(m, 3, "potion", sampler=sampler, steps=4, start=Start(icon, mask))
+    out, _, _ = generate.generate(m, 3, "potion", sampler=sampler, steps=4,
+                                  start=Start(icon, mask, resample=resample))
     keep = ~mask.expand(3, 4, -1, -1)
     assert torch.equal(out[keep], icon.expand(3, -1, -1, -1)[keep])
     assert not torch.equal(out[~keep], icon.expand(3, -1, -1, -1)[~keep])
