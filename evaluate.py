@@ -9,6 +9,7 @@ Usage:
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
     python evaluate.py --prompt_table --per_class=8        # does the prompt come through?
     python evaluate.py --inpaint_table --num_samples=64    # inpainting: replacement or RePaint
+    python evaluate.py --seam_table --num_samples=64       # seamless tiles: the seam, with and without
 
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
 classes in turn, colours snapped to the data's palette); --palette=none scores the raw colours.
@@ -416,6 +417,33 @@ def inpaint_table(m: Loaded, data, f_data: torch.Tensor, n: int, seed: int = 0,
     return rows
 
 
+def seam_ratio(images: torch.Tensor) -> float:
+    """The colour difference across the wrap edges (last column to first, last row to first) over
+    the difference between neighbouring pixels inside: about 1 means no visible seam when tiled."""
+    x = images.float()
+    inside = torch.cat([(x[..., 1:] - x[..., :-1]).flatten(), (x[..., 1:, :] - x[..., :-1, :]).flatten()])
+    wrap = torch.cat([(x[..., 0] - x[..., -1]).flatten(), (x[..., 0, :] - x[..., -1, :]).flatten()])
+    return (wrap.abs().mean() / inside.abs().mean()).item()
+
+
+def seam_table(m: Loaded, n: int, seed: int = 0, sampler: str = SAMPLER, steps: int = 0,
+               guidance: float = GUIDANCE, palette: str = PALETTE, picture: str = "") -> dict:
+    """The seam ratio of n sprites sampled with and without --tileable (same seeds and classes), and
+    a picture of the first 6 of each repeated 3x3 (top row: without, bottom: with)."""
+    result, rows = {}, []
+    for tileable in (False, True):
+        images, _, _ = generate(m, n, "", seed, sampler, steps, guidance, palette, tileable=tileable)
+        result["tileable" if tileable else "plain"] = seam_ratio(images)
+        rows.append(images[:6].repeat(1, 1, 3, 3))
+    print(f"seam ratio ({n} sprites; 1 = no seam): {result['plain']:.2f} without --tileable, "
+          f"{result['tileable']:.2f} with")
+    if picture:
+        Path(picture).parent.mkdir(parents=True, exist_ok=True)
+        make_grid(torch.cat(rows), ncols=min(6, n), scale=2, pad=4).save(picture)
+        print(f"wrote {picture}")
+    return result
+
+
 def sampler_sweep(m: Loaded, f_data: torch.Tensor, specs: tuple[str, ...], n: int, seed: int = 0,
                   classes: str = "", guidance: float = GUIDANCE, palette: str = PALETTE) -> list[dict]:
     """FD-Lite0 (against the data's features f_data) and seconds of each sampler-steps setting
@@ -449,6 +477,9 @@ class EvalOptions(SamplingOptions):
                                        "accuracy, FD-Lite0, copies")
     inpaint_table: bool = option(False, "inpainting methods compared on num_samples icons (default "
                                         "64): border agreement, FD-Lite0")
+    seam_table: bool = option(False, "seam ratio of num_samples sprites (default 64) with and without "
+                                     "--tileable; a 3x3 picture to --seam_picture")
+    seam_picture: str = option("samples/tiles.png", "the seam table's picture")
     per_class: int = option(16, "samples per class in the guidance sweep, per prompt in the table")
     json: str = option("", "also write the results to this JSON file")
     nearest: str = option("samples/nearest.png", "each sample beside its nearest training icon "
@@ -493,7 +524,10 @@ def main(argv: list[str]) -> None:
         if name not in SAMPLERS or not (steps.isdigit() or steps == ""):
             raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS with a "
                             f"sampler of {', '.join(SAMPLERS)}")
-    if o.sampler_sweep or o.guidance_sweep or o.prompt_table or o.inpaint_table:
+    if o.seam_table:
+        report = {"seams": seam_table(load_model(o.model), o.num_samples or 64, o.seed, o.sampler,
+                                      o.steps, o.guidance, o.palette, o.seam_picture)}
+    elif o.sampler_sweep or o.guidance_sweep or o.prompt_table or o.inpaint_table:
         m, data = model_and_data(o)
         f_data = features(data.images)
         report = {"model": str(m.source), "options": dataclasses.asdict(o)}

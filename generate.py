@@ -273,11 +273,16 @@ def labelled_grid(images: torch.Tensor, rows: list[str | None], per_row: int, sc
 
 
 def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None], per_row: int, out: Path,
-         scale: int) -> list[Path]:
-    """The upscaled preview grid, a native-size sprite sheet, the single sprites, and the raw output."""
+         scale: int, tiled: bool = False) -> list[Path]:
+    """The upscaled preview grid, a native-size sprite sheet, the single sprites, and the raw output;
+    for tileable sprites also each repeated 3x3 (..._3x3.png), to see that they wrap."""
     out.parent.mkdir(parents=True, exist_ok=True)
     per_row = per_row if rows != [None] else 0
     labelled_grid(images, rows, per_row, scale).save(out)
+    written = [out]
+    if tiled:
+        written.append(out.with_name(out.stem + "_3x3.png"))
+        make_grid(images.repeat(1, 1, 3, 3), ncols=per_row, scale=max(1, scale // 2)).save(written[-1])
     sheet = out.with_name(out.stem + "_sheet.png")
     make_grid(images, ncols=per_row, scale=1, pad=0).save(sheet)
     singles = out.parent / out.stem.replace("_images", "")
@@ -287,7 +292,7 @@ def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None], per_ro
             old.unlink()
         for i, img in enumerate(batch):
             make_grid(img[None], scale=1, pad=0).save(folder / f"{i:04d}.png")
-    return [out, sheet, singles, singles / "raw"]
+    return [*written, sheet, singles, singles / "raw"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -315,7 +320,7 @@ def main(argv: list[str]) -> None:
     start = read_start(o, m.unet.config.sample_size, m.cfg.channels, m.cfg.background)
     images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
                                  o.palette, prompts, o.negative_prompt, start, o.tileable, progress=True)
-    written = save(images, raw, rows, o.num_images, Path(o.out), o.scale)
+    written = save(images, raw, rows, o.num_images, Path(o.out), o.scale, o.tileable)
     print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))
 
 

@@ -112,3 +112,22 @@ def test_bad_start_input_is_one_sentence(cond_run, icon, tmp_path, capsys, make,
     assert generate.main([f"--model={cond_run}", "--steps=2", "--num_images=1", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_seam_ratio_is_one_for_a_wrapping_pattern_and_high_for_a_ramp():
+    from evaluate import seam_ratio
+    checker = ((torch.arange(32)[None, :] + torch.arange(32)[:, None]) % 2 * 200).to(torch.uint8)
+    assert seam_ratio(checker.expand(1, 3, 32, 32)) == 1.0  # wraps like it continues
+    ramp = (torch.arange(32) * 8).to(torch.uint8).expand(1, 3, 32, 32)
+    assert seam_ratio(ramp) > 20
+
+
+def test_seam_table_writes_both_rows(cond_run, tmp_path):
+    import json
+    import evaluate
+    out = tmp_path / "s.json"
+    assert evaluate.main([f"--model={cond_run}", "--seam_table", "--num_samples=2", "--steps=2",
+                          f"--seam_picture={tmp_path / 't.png'}", f"--json={out}"]) == 0
+    seams = json.loads(out.read_text())["seams"]
+    assert seams["plain"] > 0 and seams["tileable"] > 0
+    assert Image.open(tmp_path / "t.png").height > Image.open(tmp_path / "t.png").width / 2 * 0.9
