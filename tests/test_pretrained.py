@@ -8,11 +8,14 @@ from model import SHIPPED, load_model
 
 
 def test_shipped_files_match_their_checksums():
-    lines = (SHIPPED / "SHA256SUMS").read_text().splitlines()
-    assert len(lines) >= 5
-    for line in lines:
-        digest, name = line.split(maxsplit=1)
-        assert hashlib.sha256((SHIPPED / name).read_bytes()).hexdigest() == digest, name
+    sums = sorted(SHIPPED.rglob("SHA256SUMS"))
+    assert [p.parent for p in sums] == [SHIPPED, SHIPPED / "terrain"]  # the default and the tile model
+    for path in sums:
+        lines = path.read_text().splitlines()
+        assert len(lines) >= 5
+        for line in lines:
+            digest, name = line.split(maxsplit=1)
+            assert hashlib.sha256((path.parent / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_generate_falls_back_to_shipped_model_offline(tmp_path, capsys, monkeypatch):

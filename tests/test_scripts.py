@@ -1,6 +1,7 @@
 """The scripts as a user runs them: --help, every documented command, one-line errors, real files."""
 import dataclasses
 import importlib
+import json
 import os
 import re
 import shlex
@@ -102,6 +103,12 @@ def test_every_documented_command_runs(tmp_path, monkeypatch):
     for out in ("samples/generated_images.png", "samples/visualization.png", "my.hex", "bench.json",
                 "runs/mine/model/palette.hex", "samples/recipes.png"):
         assert (tmp_path / out).is_file(), out
+    bench = json.loads((tmp_path / "bench.json").read_text())  # the conditional cpu preset, measured
+    assert [r["loop"] for r in bench["training"]] == ["seed (PIL + DataLoader, eager fp32)", "repo: base",
+                                                      "repo: bf16", "repo: compile"]
+    assert bench["peak_gflops"] > 0 and bench["gflop_per_step"] > 0 and bench["training"][0]["vs_seed"] == 1
+    assert all(r["images_per_s"] > 0 and r["peak_fraction"] > 0 for r in bench["training"])
+    assert [r["sampler"] for r in bench["sampling"]] == ["dpm-10"]
     assert config.load(tmp_path / "runs/mine/config.json").image_size == 16  # the sprites' own size
 
 
