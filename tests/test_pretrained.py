@@ -1,9 +1,10 @@
-"""The model shipped in pretrained/: intact, and usable offline in seconds."""
+"""The models shipped in pretrained/: intact, and usable offline in seconds."""
 import hashlib
 
 import torch
 
 import generate
+from evaluate import seam_ratio
 from model import SHIPPED, load_model
 
 
@@ -18,14 +19,23 @@ def test_shipped_files_match_their_checksums():
             assert hashlib.sha256((path.parent / name).read_bytes()).hexdigest() == digest, name
 
 
-def test_generate_falls_back_to_shipped_model_offline(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no runs/ here
-    assert generate.main(["--num_images=4", "--sampler=dpm", "--steps=8", "--out=g.png"]) == 0
+def test_a_fresh_clone_generates_from_a_prompt_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here: the shipped model
+    assert generate.main(["--prompt=a blue book", "--num_images=4", "--steps=8", "--out=g.png"]) == 0
     assert str(SHIPPED) in capsys.readouterr().out
     icons = sorted((tmp_path / "g").glob("*.png"))
     assert len(icons) == 4
     m = load_model(SHIPPED)
-    assert m.cfg.conditional and m.cfg.channels == 4 and len(m.classes) == 15
+    assert m.cfg.prompts == "both" and m.cfg.channels == 4 and {"potion", "undead"} <= set(m.classes)
     assert m.palette is not None and len(m.palette) == 32  # saved with the model: no data needed
     alpha = torch.tensor(list(generate.Image.open(icons[0]).getchannel("A").getdata()))
     assert set(alpha.unique().tolist()) <= {0, 255}
+
+
+def test_shipped_terrain_model_tiles_without_a_seam():
+    """Opaque floor, wall and water tiles: with --tileable the colour step across the wrap edge is
+    about the step between neighbouring pixels inside; without it, clearly larger."""
+    m = load_model(SHIPPED / "terrain")
+    tiled, _, _ = generate.generate(m, 8, steps=10, tileable=True)
+    plain, _, _ = generate.generate(m, 8, steps=10)
+    assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)

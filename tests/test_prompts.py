@@ -129,7 +129,7 @@ def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--prompt_file=/no/such.txt"], "prompt file /no/such.txt does not exist"),
-    (["--prompt=a red potion", "--model=pretrained"], "this model does not take prompts"),
+    (["--prompt=a red potion", "--model=pretrained/terrain"], "this model does not take prompts"),
 ])
 def test_bad_prompt_input_is_one_sentence(args, message, capsys):
     assert generate.main(args + ["--steps=2", "--num_images=1"]) == 2
