@@ -11,7 +11,6 @@ num_classes) used for unconditional sampling and classifier-free guidance.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
@@ -182,20 +181,6 @@ def guided_output(unet, x: torch.Tensor, t, cond: dict, null: dict, guidance: fl
     return out_null + guidance * (out_cond - out_null)
 
 
-@contextlib.contextmanager
-def circular(unet: torch.nn.Module, on: bool = True):
-    """While active, every padded convolution of the UNet pads circularly: the image wraps around in
-    x and y, so what it draws tiles without a seam (attention and GroupNorm are global already)."""
-    convs = [c for c in unet.modules() if isinstance(c, torch.nn.Conv2d) and any(c.padding)] if on else []
-    for c in convs:
-        c.padding_mode = "circular"
-    try:
-        yield
-    finally:
-        for c in convs:
-            c.padding_mode = "zeros"
-
-
 @torch.no_grad()
 def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, null: dict | None = None,
            seed: int = 0, sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
@@ -211,7 +196,9 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
     noised to the current level, back outside the mask after every step, and exactly at the end;
     `resample` > 0 adds RePaint's resampling (Lugmayr et al. 2022): each step is taken, noised back
     and taken again that many times, so the inside can agree with the outside before moving on.
-    `tileable` pads every convolution circularly, so the sprites wrap in x and y.
+    `tileable` rolls the image by a random offset (around its edges) before each model call and the
+    prediction back after: every pixel spends steps away from the border, so the edges are drawn
+    as inside and the sprite wraps in x and y, with the model seeing what it was trained on.
     """
     solver = make_sampler(scheduler, sampler, steps)
     device = next(unet.parameters()).device
@@ -233,22 +220,24 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
             x = solver.add_noise(init, x, timesteps[:1])
     bar = tqdm(timesteps, desc=f"{sampler} x{len(timesteps)}", unit="step", disable=not progress)
     abar = solver.alphas_cumprod.to(device)
-    with circular(unet, tileable):
-        for i, t in enumerate(bar):
-            last = i + 1 == len(timesteps)
-            for r in range(0 if mask is None or last else resample, -1, -1):
-                state = copy.deepcopy(solver) if r else None  # a multistep solver's history
-                out = guided_output(unet, solver.scale_model_input(x, t), t, cond, null, guidance)
-                x_next = solver.step(out.float(), t, x, generator=generator).prev_sample
-                if mask is not None:
-                    known = init if last else solver.add_noise(
-                        init, torch.randn(x.shape, generator=generator).to(device), timesteps[i + 1:i + 2])
-                    x_next = torch.where(mask.to(device) > 0, x_next, known)
-                if r:  # back to t: the forward process from the next timestep, then the step again
-                    solver, ratio = state, abar[t] / abar[timesteps[i + 1]]
-                    x_next = ratio.sqrt() * x_next + (1 - ratio).sqrt() * torch.randn(
-                        x.shape, generator=generator).to(device)
-                x = x_next
+    for i, t in enumerate(bar):
+        last = i + 1 == len(timesteps)
+        for r in range(0 if mask is None or last else resample, -1, -1):
+            state = copy.deepcopy(solver) if r else None  # a multistep solver's history
+            shift = torch.randint(size, (2,), generator=generator).tolist() if tileable else [0, 0]
+            out = guided_output(unet, torch.roll(solver.scale_model_input(x, t), shift, (2, 3)), t, cond,
+                                null, guidance)
+            out = torch.roll(out, [-shift[0], -shift[1]], (2, 3))
+            x_next = solver.step(out.float(), t, x, generator=generator).prev_sample
+            if mask is not None:
+                known = init if last else solver.add_noise(
+                    init, torch.randn(x.shape, generator=generator).to(device), timesteps[i + 1:i + 2])
+                x_next = torch.where(mask.to(device) > 0, x_next, known)
+            if r:  # back to t: the forward process from the next timestep, then the step again
+                solver, ratio = state, abar[t] / abar[timesteps[i + 1]]
+                x_next = ratio.sqrt() * x_next + (1 - ratio).sqrt() * torch.randn(
+                    x.shape, generator=generator).to(device)
+            x = x_next
     return x.float().cpu()
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 import generate
 from config import preset
 from generate import Start, shifted
-from model import build_unet, circular, load_model
+from model import load_model
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +52,30 @@ def test_outpainting_moves_the_sprite_and_fills_the_strip(m, icon):
     assert torch.equal(out[:, :, :, :24], moved[:, :, :24].expand(2, -1, -1, -1))
 
 
-def test_circular_padding_makes_the_unet_wrap_around():
-    """With circular padding, shifting the input around the edge shifts the output the same way (by a
-    multiple of the UNet's downsampling): nothing marks where the sprite's edge is. Without, not."""
-    torch.manual_seed(0)
-    unet = build_unet(preset("smoke")).eval()
-    x, t = torch.randn(1, 3, 32, 32), torch.tensor(500)
-    with torch.no_grad():
-        with circular(unet):
-            a, b = unet(x, t).sample, unet(torch.roll(x, (6, 10), (2, 3)), t).sample
-        assert torch.allclose(torch.roll(a, (6, 10), (2, 3)), b, atol=1e-4)
-        c, d = unet(x, t).sample, unet(torch.roll(x, (6, 10), (2, 3)), t).sample
-        assert not torch.allclose(torch.roll(c, (6, 10), (2, 3)), d, atol=1e-2)  # padding restored
+class Pointwise(torch.nn.Module):
+    """Stands in for the UNet: a per-pixel function, plus (if `ramp`) a term that depends on where the
+    pixel is, as a real UNet's zero padding makes its output depend on the border."""
+    def __init__(self, ramp: bool):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+        self.config = type("Config", (), {"sample_size": 8, "in_channels": 3})()
+        self.ramp = torch.linspace(-0.3, 0.3, 8) if ramp else torch.zeros(8)
+
+    def forward(self, x, t):
+        return type("Out", (), {"sample": torch.tanh(x) * self.w + self.ramp})()
+
+
+def test_tileable_rolls_the_image_and_the_prediction_back():
+    """A model that does not care where a pixel is gives the same sprites tileable or not (the
+    prediction is rolled back exactly); one that does is fooled by the random rolls, as a UNet's
+    border is: what it draws at the border is spread around instead of fixed at the edges."""
+    from model import build_scheduler, sample
+    scheduler = build_scheduler(preset("smoke"))
+    for ramp in (False, True):
+        unet = Pointwise(ramp)
+        plain = sample(unet, scheduler, 2, sampler="ddim", steps=6)
+        tiled = sample(unet, scheduler, 2, sampler="ddim", steps=6, tileable=True)
+        assert torch.allclose(plain, tiled, atol=1e-6) != ramp
 
 
 def test_tileable_cli_writes_sprites(cond_run, tmp_path):
