@@ -143,3 +143,17 @@ def test_seam_table_writes_both_rows(cond_run, tmp_path):
     seams = json.loads(out.read_text())["seams"]
     assert seams["plain"] > 0 and seams["tileable"] > 0
     assert Image.open(tmp_path / "t.png").height > Image.open(tmp_path / "t.png").width / 2 * 0.9
+
+
+@pytest.mark.parametrize("run", ["smoke_run", "prompt_run"])
+def test_unconditional_and_prompt_models_start_from_a_sprite_too(run, request, icon):
+    """Variations and inpainting on an unconditional RGB model and on a prompt model."""
+    m = load_model(request.getfixturevalue(run))
+    init = icon[:m.cfg.channels] if m.cfg.channels == 4 else icon[:3]
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, 4:12, 4:28] = True
+    prompts = ("a red potion",) if m.cfg.prompts != "none" else ()
+    back, _, _ = generate.generate(m, 1, prompts=prompts, steps=3, start=Start(init, None, 0.0))
+    assert torch.equal(back[0], init)
+    out, _, _ = generate.generate(m, 2, prompts=prompts, steps=3, start=Start(init, mask))
+    assert torch.equal(out[:, :, 12:], init[:, 12:].expand(2, -1, -1, -1))
