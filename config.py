@@ -264,7 +264,7 @@ def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
                             help=f"start from a preset: {', '.join(PRESETS)} (default: seed)")
     for target in targets:
         group = parser.add_argument_group(
-            "training config" if isinstance(target, Config) else "options")
+            "training config" if isinstance(target, Config) else f"{script} options")
         for f in fields(target):
             typ = _field_types(target)[f.name]
             name = f.metadata.get("flag") or f.name

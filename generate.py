@@ -70,7 +70,8 @@ class GenerateOptions(SamplingOptions):
     resample: int = option(2, "inpainting and outpainting: RePaint resamplings of each step (0: plain "
                               "replacement of the rest; 2 agreed best with the surroundings, "
                               "RESULTS.md)")
-    tileable: bool = option(False, "sprites that wrap in x and y (circular padding while sampling)")
+    tileable: bool = option(False, "sprites that wrap in x and y (the image rolled by a random offset "
+                                   "before each step); also writes each repeated 3x3")
     negative_prompt: str = option("", "prompt models: what to steer away from (guidance pushes from "
                                       "this instead of from no prompt)")
     num_images: int = option(16, "images in all; with --class or prompts, per row")
