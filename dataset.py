@@ -248,8 +248,9 @@ def load_folder(cfg: Config, log=print) -> PixelData:
 
 
 def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:
-    """uint8 N,C,H,W -> float in [-1, 1], each image flipped left-right with probability flip_p."""
-    x = batch.float().div_(127.5).sub_(1.0)
+    """uint8 N,C,H,W -> float in [-1, 1] (float input, a latent model's latents, is kept as it is),
+    each image flipped left-right with probability flip_p."""
+    x = batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
     flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < flip_p
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
 

@@ -229,6 +229,22 @@ def score(samples: torch.Tensor, data: torch.Tensor, net=None) -> dict:
     return report
 
 
+def reconstruction(vae, images: torch.Tensor, palette: torch.Tensor, net=None) -> dict:
+    """The ceiling of a latent model: the data through the autoencoder and back, colours snapped to
+    the data's palette. `exact`: share of pixels exactly right (alpha, and the colour of an opaque
+    pixel); FD-Lite0 of the reconstructions against the data, beside the floor."""
+    from model import decode, encode
+    from palette import snap
+    rec = snap(to_uint8(decode(vae, encode(vae, images))), palette)
+    right = (rec[:, :3] == images[:, :3]).all(1)
+    if images.shape[1] == 4:
+        right = (rec[:, 3] == images[:, 3]) & ((images[:, 3] == 0) | right)
+    net = net or lite0()
+    f_data = features(images, net)
+    return {"exact": right.float().mean().item(), "fd_lite0": frechet(features(rec, net), f_data),
+            "floor_fd": frechet(features(floor_images(images, len(images)), net), f_data)}
+
+
 def print_report(r: dict) -> None:
     s, f = r["samples"], r["floor"]
     print(f"\n{r['num_samples']} samples against {r['num_data']} data images "

@@ -151,6 +151,9 @@ def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampl
     With classes or prompts, num_images is per class or prompt, a row each. Outside a start's mask
     the init comes back exactly, palette or not."""
     check_sampling(num_images, sampler, steps, palette)
+    if m.vae is not None and (start is not None or tileable):
+        raise UserError("a latent model (trained with --latent) cannot start from a sprite or make "
+                        "tiles: use a pixel model for --init, --mask, --extend and --tileable")
     rows = list(prompts) if prompts else class_rows(m, classes)
     per_image = [p for p in prompts for _ in range(num_images)]
     n = num_images * len(rows)
@@ -162,7 +165,7 @@ def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampl
         mask = None if start.mask is None else start.mask.float().expand(n, -1, -1, -1)
     raw = to_uint8(sample(m.unet, m.scheduler, n, cond, null, seed, sampler, steps,
                           1.0 if unconditional else guidance, init, start.strength if start else 1.0,
-                          mask, start.resample if start else 0, tileable, progress))
+                          mask, start.resample if start else 0, tileable, progress, m.vae))
     images = postprocess(raw, m, palette)
     if start is not None:  # what is not repainted is the init itself, not its snapped colours
         repaint = start.mask if start.mask is not None else torch.tensor(start.strength > 0)
@@ -318,7 +321,7 @@ def main(argv: list[str]) -> None:
     m = load_model(o.model)
     m.unet.to(device)
     print(f"model: {m.source}")
-    start = read_start(o, m.unet.config.sample_size, m.cfg.channels, m.cfg.background)
+    start = read_start(o, m.cfg.image_size, m.cfg.channels, m.cfg.background)
     images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
                                  o.palette, prompts, o.negative_prompt, start, o.tileable, progress=True)
     written = save(images, raw, rows, o.num_images, Path(o.out), o.scale, o.tileable)

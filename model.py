@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler,
-                       UNet2DConditionModel, UNet2DModel)
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiTTransformer2DModel,
+                       DPMSolverMultistepScheduler, PixArtTransformer2DModel, UNet2DConditionModel,
+                       UNet2DModel)
 from tqdm import tqdm
 
 import config as config_mod
@@ -35,13 +36,17 @@ PALETTE_FILE = "palette.hex"  # the training data's palette, for snapping genera
 SHIPPED = ROOT / "pretrained"
 
 
-def build_unet(cfg: Config, num_classes: int = 0) -> UNet2DModel | UNet2DConditionModel:
-    """The UNet of the config: a UNet2DModel, with class embeddings (num_classes + 1) when
-    cfg.conditional; a UNet2DConditionModel taking text embeddings when cfg.prompts is set."""
+def build_unet(cfg: Config, num_classes: int = 0) -> torch.nn.Module:
+    """The denoiser of the config: a UNet2DModel, with class embeddings (num_classes + 1) when
+    cfg.conditional; a UNet2DConditionModel taking text embeddings when cfg.prompts is set; a DiT
+    (class or text) when cfg.backbone is dit. With cfg.latent it works on the autoencoder's latents."""
+    channels, size = denoiser_shape(cfg)
+    if cfg.backbone == "dit":
+        return build_dit(cfg, num_classes, channels, size)
     if cfg.prompts != "none":
-        return build_text_unet(cfg)
+        return build_text_unet(cfg, channels, size)
     return UNet2DModel(
-        sample_size=cfg.image_size or DEFAULT_SIZE, in_channels=cfg.channels, out_channels=cfg.channels,
+        sample_size=size, in_channels=channels, out_channels=channels,
         block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
         down_block_types=cfg.down_block_types, up_block_types=up_block_types(cfg),
         attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups,
@@ -49,7 +54,7 @@ def build_unet(cfg: Config, num_classes: int = 0) -> UNet2DModel | UNet2DConditi
     )
 
 
-def build_text_unet(cfg: Config) -> UNet2DConditionModel:
+def build_text_unet(cfg: Config, channels: int, size: int) -> UNet2DConditionModel:
     """The same UNet, conditioned on text: cross-attention to the encoder's token embeddings where
     the config has self-attention (cross, both), and/or the pooled sentence vector projected and
     added to the time embedding (pooled, both). Heads have cfg.attention_head_dim channels."""
@@ -57,7 +62,7 @@ def build_text_unet(cfg: Config) -> UNet2DConditionModel:
     down = tuple(t.replace("AttnDown", "CrossAttnDown") if cross else t for t in cfg.down_block_types)
     heads = [c // cfg.attention_head_dim for c in cfg.block_out_channels]
     return UNet2DConditionModel(
-        sample_size=cfg.image_size or DEFAULT_SIZE, in_channels=cfg.channels, out_channels=cfg.channels,
+        sample_size=size, in_channels=channels, out_channels=channels,
         block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
         down_block_types=down, up_block_types=tuple(t.replace("Down", "Up") for t in reversed(down)),
         mid_block_type="UNetMidBlock2DCrossAttn" if cross else "UNetMidBlock2D",
@@ -70,10 +75,111 @@ def build_text_unet(cfg: Config) -> UNet2DConditionModel:
     )
 
 
+class DiT(DiTTransformer2DModel):
+    """diffusers' DiT, called as the UNet is: dit(x, t, class_labels=None). An unconditional DiT has one
+    label, which every call gets."""
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        if class_labels is None:
+            class_labels = torch.zeros(sample.shape[0], dtype=torch.long, device=sample.device)
+        return super().forward(sample, batched(timestep, sample), class_labels, return_dict=return_dict)
+
+
+class TextDiT(PixArtTransformer2DModel):
+    """diffusers' PixArt transformer (a DiT with cross-attention to text), called as the UNet is."""
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, encoder_attention_mask=None,
+                return_dict=True):
+        return super().forward(sample, encoder_hidden_states, batched(timestep, sample),
+                               encoder_attention_mask=encoder_attention_mask, return_dict=return_dict)
+
+
+def batched(timestep, sample: torch.Tensor) -> torch.Tensor:
+    """A timestep per image: the transformers' embeddings do not broadcast a single one."""
+    return torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
+
+
+def build_dit(cfg: Config, num_classes: int, channels: int, size: int) -> DiT | TextDiT:
+    """A diffusion transformer: patches of 2 pixels (1 on small latents), cfg.dit_layers blocks of
+    cfg.dit_width channels in heads of cfg.attention_head_dim; classes through adaptive layer norm,
+    prompts through cross-attention (PixArt's blocks)."""
+    common = dict(num_attention_heads=cfg.dit_width // cfg.attention_head_dim,
+                  attention_head_dim=cfg.attention_head_dim, in_channels=channels, out_channels=channels,
+                  num_layers=cfg.dit_layers, sample_size=size, patch_size=2 if size >= 16 else 1)
+    if cfg.prompts != "none":
+        return TextDiT(**common, cross_attention_dim=cfg.dit_width, caption_channels=TEXT_DIM,
+                       use_additional_conditions=False)
+    dit = DiT(**common, num_embeds_ada_norm=num_classes if cfg.conditional else 1)
+    for block in dit.transformer_blocks:  # labels are dropped by train.py (cond_dropout), not here
+        block.norm1.emb.class_embedder.dropout_prob = 0.0
+    return dit
+
+
+def build_vae(cfg: Config) -> AutoencoderKL:
+    """The autoencoder of latent diffusion (--backbone=vae): cfg.block_out_channels levels, each
+    halving the side after the first, down to LATENT_CHANNELS channels."""
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(in_channels=cfg.channels, out_channels=cfg.channels,
+                         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+                         block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+                         latent_channels=LATENT_CHANNELS, norm_num_groups=cfg.norm_num_groups,
+                         sample_size=cfg.image_size or DEFAULT_SIZE)
+
+
+LATENT_CHANNELS = 4  # as Stable Diffusion's autoencoder
+
+
+def vae_folder(where: str | Path) -> Path:
+    """The autoencoder's weights in an autoencoder run, its export, or a latent model's export."""
+    path = config_mod.resolve_path(where)
+    for p in (path / "model" / "vae", path / "vae", path):
+        if (p / "config.json").is_file() and json.loads((p / "config.json").read_text()).get(
+                "_class_name") == "AutoencoderKL":
+            return p
+    raise UserError(f"--latent={where}: no trained autoencoder there (train one with "
+                    "train.py --preset=vae)")
+
+
+def load_vae(where: str | Path) -> AutoencoderKL:
+    return AutoencoderKL.from_pretrained(vae_folder(where), use_safetensors=True).eval().requires_grad_(False)
+
+
+def denoiser_shape(cfg: Config) -> tuple[int, int]:
+    """(channels, side) of what the denoiser works on: the pixels, or the autoencoder's latents."""
+    size = cfg.image_size or DEFAULT_SIZE
+    if not cfg.latent:
+        return cfg.channels, size
+    vae = json.loads((vae_folder(cfg.latent) / "config.json").read_text())
+    return vae["latent_channels"], size // 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+@torch.no_grad()
+def encode(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """uint8 N,C,H,W -> the latents' means, scaled by the autoencoder's scaling factor (unit variance)."""
+    x = images.float() / 127.5 - 1
+    z = torch.cat([vae.encode(x[i:i + batch]).latent_dist.mode() for i in range(0, len(x), batch)])
+    return z * vae.config.scaling_factor
+
+
+def calibrate(vae: AutoencoderKL, images: torch.Tensor) -> None:
+    """Set the scaling factor that gives the data's latents unit variance (Rombach et al. 2022)."""
+    vae.register_to_config(scaling_factor=1.0)
+    vae.register_to_config(scaling_factor=1.0 / encode(vae, images).std().item())
+
+
+@torch.no_grad()
+def decode(vae: AutoencoderKL, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Scaled latents -> images as floats in [-1, 1]."""
+    z = z / vae.config.scaling_factor
+    return torch.cat([vae.decode(z[i:i + batch]).sample for i in range(0, len(z), batch)]).clamp(-1, 1)
+
+
 def build_scheduler(cfg: Config) -> DDPMScheduler:
-    """The training noise schedule: the seed's 1000 steps from beta 1e-4 to 0.02; samplers share it."""
+    """The training noise schedule: the seed's 1000 steps from beta 1e-4 to 0.02; samplers share it.
+    Estimates of the clean image are clipped to [-1, 1] in pixel space, not on latents."""
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule=cfg.beta_schedule,
-                         beta_start=1e-4, beta_end=0.02, prediction_type=cfg.prediction_type)
+                         beta_start=1e-4, beta_end=0.02, prediction_type=cfg.prediction_type,
+                         clip_sample=not cfg.latent)
 
 
 def make_sampler(scheduler: DDPMScheduler, name: str = SAMPLER, steps: int = 0):
@@ -84,7 +190,8 @@ def make_sampler(scheduler: DDPMScheduler, name: str = SAMPLER, steps: int = 0):
     # DDPM and DDIM clip their estimate of the clean image to [-1, 1] (clip_sample); DPM-Solver does
     # not, and with an imperfect model its estimates run away (flat saturated colours). Its pixel-space
     # thresholding with sample_max_value=1 is the same clip.
-    extra = {"thresholding": True, "sample_max_value": 1.0} if name == "dpm" else {}
+    clip = name == "dpm" and scheduler.config.clip_sample
+    extra = {"thresholding": True, "sample_max_value": 1.0} if clip else {}
     sampler = cls.from_config(scheduler.config, **extra)
     sampler.set_timesteps(min(steps or default, scheduler.config.num_train_timesteps))
     return sampler
@@ -185,8 +292,10 @@ def guided_output(unet, x: torch.Tensor, t, cond: dict, null: dict, guidance: fl
 def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, null: dict | None = None,
            seed: int = 0, sampler: str = SAMPLER, steps: int = 0, guidance: float = GUIDANCE,
            init: torch.Tensor | None = None, strength: float = 1.0, mask: torch.Tensor | None = None,
-           resample: int = 0, tileable: bool = False, progress: bool = False) -> torch.Tensor:
-    """Run the reverse process; returns n images as floats in [-1, 1] on the CPU.
+           resample: int = 0, tileable: bool = False, progress: bool = False,
+           vae: AutoencoderKL | None = None) -> torch.Tensor:
+    """Run the reverse process; returns n images as floats in [-1, 1] on the CPU (a latent model's
+    latents decoded by its `vae`).
 
     The same loop as diffusers' DDPMPipeline (tests check they agree), plus the conditioning (the
     UNet's keyword arguments, batched: see unet_inputs) and classifier-free guidance against `null`.
@@ -238,6 +347,8 @@ def sample(unet, scheduler: DDPMScheduler, n: int, cond: dict | None = None, nul
                 x_next = ratio.sqrt() * x_next + (1 - ratio).sqrt() * torch.randn(
                     x.shape, generator=generator).to(device)
             x = x_next
+    if vae is not None:
+        x = decode(vae.to(device), x)
     return x.float().cpu()
 
 
@@ -256,33 +367,49 @@ class EMA:
         torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - d)
 
 
-def export(unet: UNet2DModel, scheduler: DDPMScheduler, cfg: Config, classes: list[str],
-           palette: torch.Tensor, path: Path) -> None:
-    """diffusers save_pretrained (safetensors + scheduler config): DDPMPipeline.from_pretrained loads it.
-    Beside it: our config and class names (pixelart.json) and the data's palette (palette.hex), so
-    that sampling needs this folder and nothing else."""
+def export(unet: torch.nn.Module, scheduler: DDPMScheduler, cfg: Config, classes: list[str],
+           palette: torch.Tensor, path: Path, vae: AutoencoderKL | None = None, **extra) -> None:
+    """diffusers save_pretrained (safetensors + scheduler config): DDPMPipeline.from_pretrained loads
+    it (a UNet's export). A latent model's autoencoder goes in vae/; an autoencoder run exports only
+    vae/. Beside them: our config, class names and `extra` (pixelart.json) and the data's palette
+    (palette.hex), so that sampling needs this folder and nothing else."""
     from palette import save_hex
     path = Path(path)
-    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
-    meta = {"config": config_mod.to_dict(cfg), "classes": classes}
+    if cfg.backbone == "vae":
+        vae = unet
+    else:
+        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
+        if isinstance(unet, (DiT, TextDiT)):  # saved as the diffusers class it wraps: loads anywhere
+            stock = type(unet).__bases__[0].__name__
+            for file, key in ((path / "model_index.json", "unet"), (path / "unet" / "config.json", None)):
+                conf = json.loads(file.read_text())
+                conf.update({key: ["diffusers", stock]} if key else {"_class_name": stock})
+                file.write_text(json.dumps(conf, indent=2) + "\n")
+    if vae is not None:
+        vae.save_pretrained(path / "vae", safe_serialization=True)
+    meta = {"config": config_mod.to_dict(cfg), "classes": classes, **extra}
     (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     save_hex(palette, path / PALETTE_FILE)
 
 
 @dataclass
 class Loaded:
-    unet: UNet2DModel | UNet2DConditionModel
+    unet: torch.nn.Module  # the denoiser: UNet2DModel, UNet2DConditionModel, DiT or TextDiT
     scheduler: DDPMScheduler
     cfg: Config
     classes: list[str]
     palette: torch.Tensor | None  # K x 3 uint8: the training data's colours
     source: Path  # what was loaded: an export folder or a checkpoint file
+    vae: AutoencoderKL | None = None  # a latent model's decoder
 
 
-def latest_run(out_dir: str | Path = "runs") -> Path | None:
-    """The most recently changed run folder (one with a config.json) under out_dir."""
+def latest_run(out_dir: str | Path = "runs", samplers_only: bool = False) -> Path | None:
+    """The most recently changed run folder (one with a config.json) under out_dir; with
+    samplers_only, of the runs that can sample (not an autoencoder's)."""
     root = Path(out_dir)
     runs = [p.parent for p in root.glob("*/config.json")] if root.is_dir() else []
+    if samplers_only:
+        runs = [r for r in runs if json.loads((r / "config.json").read_text()).get("backbone") != "vae"]
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
@@ -291,23 +418,36 @@ def _palette(folder: Path) -> torch.Tensor | None:
     return load_palette(folder / PALETTE_FILE) if (folder / PALETTE_FILE).is_file() else None
 
 
+# (backbone, takes prompts) -> the denoiser's class
+DENOISERS = {("unet", False): UNet2DModel, ("unet", True): UNet2DConditionModel, ("dit", False): DiT,
+             ("dit", True): TextDiT}
+
+
+def _denoiser_config(cfg: Config, path: Path) -> None:
+    if cfg.backbone == "vae":
+        raise UserError(f"{path} is an autoencoder, not a diffusion model: train one on its latents "
+                        f"with train.py --latent={path.parent if path.is_file() else path}")
+
+
 def _load_export(path: Path) -> Loaded:
     meta = json.loads((path / META_FILE).read_text())
     cfg = config_mod.from_dict(meta["config"])
-    cls = UNet2DModel if cfg.prompts == "none" else UNet2DConditionModel
-    unet = cls.from_pretrained(path / "unet", use_safetensors=True)
+    _denoiser_config(cfg, path)
+    unet = DENOISERS[cfg.backbone, cfg.prompts != "none"].from_pretrained(path / "unet", use_safetensors=True)
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
-    return Loaded(unet.eval(), scheduler, cfg, list(meta["classes"]), _palette(path), path)
+    vae = load_vae(path) if (path / "vae").is_dir() else None
+    return Loaded(unet.eval(), scheduler, cfg, list(meta["classes"]), _palette(path), path, vae)
 
 
 def _load_checkpoint(path: Path) -> Loaded:
     """The EMA weights of a run's checkpoint (a run still training has no export yet)."""
     ckpt = load_checkpoint(path)
     cfg = config_mod.from_dict(ckpt["config"])
+    _denoiser_config(cfg, path)
     unet = build_unet(cfg, len(ckpt["classes"]))
     unet.load_state_dict(ckpt["ema"])
     return Loaded(unet.eval(), build_scheduler(cfg), cfg, list(ckpt["classes"]), _palette(path.parent),
-                  path)
+                  path, load_vae(cfg.latent) if cfg.latent else None)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -322,12 +462,12 @@ def load_model(where: str | Path = "") -> Loaded:
     """Load a trained model from an export folder, a run folder (its export, else its checkpoint) or
     a folder of runs (the latest). "" means runs/ if it holds a run, else the model in pretrained/."""
     if str(where) == "":
-        where = "runs" if latest_run("runs") else SHIPPED
+        where = "runs" if latest_run("runs", True) else SHIPPED
     path = config_mod.resolve_path(where)
     if not path.exists():
         raise UserError(f"{path} does not exist")
-    if not (path / META_FILE).exists() and not (path / "config.json").exists() and latest_run(path):
-        path = latest_run(path)  # a folder of runs
+    if not (path / META_FILE).exists() and not (path / "config.json").exists() and latest_run(path, True):
+        path = latest_run(path, True)  # a folder of runs
     if (path / META_FILE).exists():
         return _load_export(path)
     if (path / "model" / META_FILE).exists():

@@ -61,6 +61,12 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
     "prompt-both": ("prompt", {"prompts": "both"}, "prompt, cross-attention and the sentence vector"),
     "prompt-classes": ("prompt", {"prompts": "none", "conditional": True},
                        "prompt's data and UNet, conditioned on the class folders instead"),
+    # Backbones (the seed's to-dos) against the cpu preset's UNet: a transformer on patches of 2
+    # pixels, and the same UNet on the latents of an autoencoder trained first (train.py --preset=vae
+    # --run_name=vae: runs/vae).
+    "cpu-dit": ("cpu", {"backbone": "dit", "attention_head_dim": 32},
+                "cpu, a DiT (4 blocks x 128 channels, patches of 2x2) instead of the UNet"),
+    "cpu-latent": ("cpu", {"latent": "runs/vae"}, "cpu, the UNet on 8x8x4 latents of runs/vae"),
 }
 
 
@@ -110,7 +116,7 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
     from dataset import load_folder
     from evaluate import features, floor_images, frechet, kid
     from generate import generate
-    from model import load_checkpoint, load_model
+    from model import META_FILE, load_checkpoint, load_model, vae_folder
     ckpt = load_checkpoint(folder / "checkpoint.pt")
     m = load_model(folder / "model")
     data = load_folder(m.cfg, log=lambda _: None).images
@@ -119,7 +125,10 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
     seconds = time.perf_counter() - start
     f_data, f_s = features(data, net), features(samples, net)
     f_ref = features(floor_images(data, opts.num_samples), net)
+    ceiling = json.loads((vae_folder(m.cfg.latent).parent / META_FILE).read_text()).get(
+        "reconstruction", {}) if m.cfg.latent else {}
     return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"],
+            "ceiling_fd": ceiling.get("fd_lite0"), "ceiling_exact": ceiling.get("exact"),
             "params_m": round(sum(t.numel() for t in ckpt["ema"].values()) / 1e6, 2),
             "fd_lite0": frechet(f_s, f_data), "kid": kid(f_s, f_data)[0],
             "floor_fd": frechet(f_ref, f_data), "num_samples": opts.num_samples,
@@ -174,6 +183,11 @@ def report(opts: RecipeOptions) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     floor = rows[0]["floor_fd"]
     lines.append(f"\nFloor (the data's mirror images, {rows[0]['num_samples']} icons): {floor:.0f}.")
+    for n in names:
+        if by[n][-1].get("ceiling_fd") is not None:
+            lines.append(f"- `{n}`: its autoencoder's reconstructions of the data score FD-Lite0 "
+                         f"{by[n][-1]['ceiling_fd']:.0f}, {by[n][-1]['ceiling_exact']:.1%} of pixels exact "
+                         "after palette snapping: the ceiling of a latent model.")
     for r in sorted((r for r in rows if count[r["mark"]] == 1), key=lambda r: r["mark"]):
         lines.append(f"- `{r['candidate']}` alone at {r['mark']:g} min ({r['threads']} threads "
                      f"since the previous mark): step {r['step']}, FD-Lite0 {r['fd_lite0']:.0f}")

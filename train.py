@@ -37,8 +37,8 @@ from tqdm import tqdm
 import config as config_mod
 from config import EPOCHS, Config, UserError, option, script
 from dataset import augment, load_folder, make_grid, to_uint8
-from model import (EMA, build_scheduler, build_unet, class_conditions, export, latest_run, load_checkpoint,
-                   sample, text_conditions, text_table, unet_inputs)
+from model import (EMA, build_scheduler, build_unet, build_vae, calibrate, class_conditions, encode, export,
+                   latest_run, load_checkpoint, load_vae, sample, text_conditions, text_table, unet_inputs)
 from palette import extract, save_hex
 
 # Keys that may change when a run is resumed: they do not alter the training trajectory.
@@ -99,6 +99,13 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     data = load_folder(cfg, log=log)
     cfg = dataclasses.replace(cfg, image_size=data.images.shape[-1])
     images = data.images.to(acc.device)
+    vae = None
+    if cfg.latent:  # latent diffusion: the autoencoder's latents of every image, computed once
+        vae = load_vae(cfg.latent).to(acc.device)
+        if vae.config.in_channels != cfg.channels:
+            raise UserError(f"--latent={cfg.latent} encodes {vae.config.in_channels} channels but this "
+                            f"run has channels={cfg.channels}")
+        images = encode(vae, images)
     num_classes = len(data.classes)
     palette = extract(data.images)
     if main:
@@ -121,22 +128,25 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     labels = labels.to(acc.device)
     conditioned = cfg.conditional or cfg.prompts != "none"
 
-    # Model, EMA of its weights, Adam with a linear warm-up, the noise schedule.
+    # Model (the denoiser, or the autoencoder), EMA of its weights, Adam with a linear warm-up, the
+    # noise schedule.
+    if cfg.backbone == "vae" and acc.num_processes > 1:
+        raise UserError("train the autoencoder (backbone=vae) in one process")
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg, num_classes)
-    ema = EMA(unet, cfg.ema_decay)
-    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr, fused=acc.device.type == "cuda" or None)
-    unet, opt = acc.prepare(unet, opt)
+    net = build_vae(cfg) if cfg.backbone == "vae" else build_unet(cfg, num_classes)
+    ema = EMA(net, cfg.ema_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=acc.device.type == "cuda" or None)
+    net, opt = acc.prepare(net, opt)
     warmup = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
     ema.model.to(acc.device)
     scheduler = build_scheduler(cfg)
-    model_fn = torch.compile(unet) if cfg.compile else unet
+    model_fn = torch.compile(net) if cfg.compile else net
     global_batch = cfg.batch_size * acc.num_processes
     total = cfg.max_steps or math.ceil(EPOCHS * len(images) / global_batch)
 
     # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
-    parts = {"unet": acc.unwrap_model(unet), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
+    parts = {"unet": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
     ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
     step, seconds = 0, 0.0
     if resume:
@@ -145,7 +155,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             truncate_losses(losses_path, step)
     acc.wait_for_everyone()
     log(f"run {folder}: {len(images)} images of {cfg.image_size}x{cfg.image_size}, {num_classes} "
-        f"classes, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters, "
+        f"classes, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, "
         f"{acc.num_processes} process(es) x batch {cfg.batch_size} = global batch {global_batch}, "
         f"seed {cfg.seed}, device {acc.device}, steps {step} -> {total}")
 
@@ -156,22 +166,25 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             # One step. Its randomness (batch, flips, noise, timesteps, label drops) derives from
             # (seed, step, process) alone, so a resumed run draws exactly what it would have drawn.
             start = time.perf_counter()
-            unet.train()
+            net.train()
             g = torch.Generator(acc.device).manual_seed((cfg.seed * 1_000_003 + step) * 257
                                                         + acc.process_index)
             idx = batch_indices(cfg.seed, len(images), step, cfg.batch_size, acc.num_processes,
                                 acc.process_index).to(acc.device)
             x0 = augment(images[idx], cfg.flip_p, g)
             with acc.autocast():
-                loss = diffusion_loss(cfg, model_fn, scheduler, x0, labels[idx] if conditioned else None,
-                                      g, null_label, text)
+                if cfg.backbone == "vae":
+                    loss = autoencoder_loss(acc.unwrap_model(net), x0, g)
+                else:
+                    loss = diffusion_loss(cfg, model_fn, scheduler, x0, labels[idx] if conditioned else None,
+                                          g, null_label, text)
             acc.backward(loss)
-            acc.clip_grad_norm_(unet.parameters(), 1.0)
+            acc.clip_grad_norm_(net.parameters(), 1.0)
             lr = opt.param_groups[0]["lr"]
             opt.step()
             opt.zero_grad(set_to_none=True)
             warmup.step()
-            ema.update(acc.unwrap_model(unet), step)
+            ema.update(acc.unwrap_model(net), step)
             step += 1
             seconds += time.perf_counter() - start
             pending.append((loss.detach(), lr, seconds))
@@ -194,8 +207,10 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                     tqdm.write(f"warning: could not save a checkpoint at step {step} ({error}); the "
                                "previous checkpoint is kept", file=sys.stderr)
                 plot_losses(losses_path, folder / "loss.png")
-            if main and cfg.num_samples and (done or (cfg.sample_every and step % cfg.sample_every == 0)):
-                save_grid(ema.model, scheduler, cfg, data.classes, folder / "samples" / f"step_{step:07d}.png")
+            if (main and cfg.num_samples and cfg.backbone != "vae"
+                    and (done or (cfg.sample_every and step % cfg.sample_every == 0))):
+                save_grid(ema.model, scheduler, cfg, data.classes, folder / "samples" / f"step_{step:07d}.png",
+                          vae)
             if interrupted:
                 bar.close()  # before the message, so that it gets a line of its own
                 log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
@@ -204,11 +219,20 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             if done:
                 break
 
-    # Export: the EMA weights in diffusers format, with our config, class names and palette.
+    # Export: the EMA weights in diffusers format, with our config, class names and palette. An
+    # autoencoder is scaled to give latents of unit variance, and measured: what it loses is lost by
+    # every latent model trained on it.
     model_dir = folder / "model"
     if main:
+        extra = {}
+        if cfg.backbone == "vae":
+            from evaluate import reconstruction
+            calibrate(ema.model, data.images)
+            extra["reconstruction"] = reconstruction(ema.model, data.images, palette)
+            log("reconstruction of the data: {exact:.1%} of pixels exact after palette snapping, "
+                "FD-Lite0 {fd_lite0:.0f}".format(**extra["reconstruction"]))
         try:
-            export(ema.model, scheduler, cfg, data.classes, palette, model_dir)
+            export(ema.model, scheduler, cfg, data.classes, palette, model_dir, vae, **extra)
         except OSError as e:
             raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
                             "checkpoint is kept: free some space and run train.py --resume") from None
@@ -262,6 +286,17 @@ def diffusion_loss(cfg: Config, unet, scheduler, x0: torch.Tensor, labels: torch
     clipped = snr.clamp(max=cfg.min_snr_gamma)
     weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1), "sample": clipped}
     return (per_image * weight[cfg.prediction_type]).mean()
+
+
+KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
+
+
+def autoencoder_loss(vae, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Reconstruction error of a latent drawn from the encoder's posterior, plus a light KL term that
+    keeps the latents near a unit Gaussian."""
+    posterior = vae.encode(x0).latent_dist
+    recon = vae.decode(posterior.sample(generator=g)).sample
+    return F.mse_loss(recon.float(), x0) + KL_WEIGHT * posterior.kl().mean()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -346,7 +381,7 @@ def plot_losses(path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def save_grid(unet, scheduler, cfg: Config, classes: list[str], out: Path) -> None:
+def save_grid(unet, scheduler, cfg: Config, classes: list[str], out: Path, vae=None) -> None:
     """A grid from fixed noise (seeded) with the default sampler, so grids of successive steps
     compare; conditional models show the classes in turn (prompt models: the class names as prompts)."""
     wanted = torch.arange(cfg.num_samples) % len(classes)
@@ -356,7 +391,7 @@ def save_grid(unet, scheduler, cfg: Config, classes: list[str], out: Path) -> No
     elif cfg.prompts != "none":
         cond, null = text_conditions(cfg, [classes[i] for i in wanted])
     out.parent.mkdir(exist_ok=True)
-    x = sample(unet, scheduler, cfg.num_samples, cond, null, seed=cfg.seed)
+    x = sample(unet, scheduler, cfg.num_samples, cond, null, seed=cfg.seed, vae=vae)
     make_grid(to_uint8(x)).save(out)
 
 
