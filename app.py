@@ -1,0 +1,288 @@
+"""A page to make sprites: generate.py in the browser (Gradio), served on this computer.
+
+Usage:
+    python app.py                              # http://127.0.0.1:7860: the latest run, else the shipped model
+    python app.py --model=pretrained/terrain   # any run or export; tileable terrain
+    python app.py --port=7861 --host=0.0.0.0   # another port; listen beyond this computer
+    python app.py --screenshot=samples/app.png # headless chromium clicks "Make sprites": seconds, picture
+
+The page: a prompt (prompt models) or a class (class models), guidance, seed (with a random one),
+sampler steps, how many sprites, the palette (the data's, none, or your .hex / .gpl), tileable sprites
+(shown repeated 3x3). Sprites are shown zoomed with nearest-neighbour on a checkerboard, so pixels stay
+square and transparency shows; each downloads at native size as a PNG, and "sprite sheet" gives them
+all in one PNG. Upload a sprite to make variations of it (strength) or paint over it to repaint only
+what you painted. One request samples at a time; the others wait in a queue, with their place shown.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from config import UserError, option, parse_args, script
+from dataset import make_grid
+from generate import Start, check_sampling, generate, read_image
+from model import GUIDANCE, Loaded, load_model
+
+ZOOM = 8  # on-page upscale of a sprite (nearest-neighbour)
+LIMITS = {"count": (1, 64), "steps": (0, 100), "guidance": (0.0, 20.0), "seed": (0, 2**31 - 1),
+          "strength": (0.0, 1.0)}
+MAX_UPLOAD = "10mb"  # sprites and palettes are kilobytes; anything larger is refused by the server
+IN_TURN = "(all, in turn)"  # the class choice that cycles through the classes
+
+
+@dataclass
+class AppOptions:
+    model: str = option("", "a run, an exported model or a folder of runs (its latest); default: the "
+                            "latest run under runs/, else pretrained/")
+    host: str = option("127.0.0.1", "address to listen on; 127.0.0.1: this computer only")
+    port: int = option(7860, "port to listen on")
+    screenshot: str = option("", "instead of serving: open the page in headless chromium, click "
+                                 "'Make sprites' at the defaults, print the seconds from the click to "
+                                 "the sprites and save a screenshot here")
+
+
+def checkerboard(images: torch.Tensor, zoom: int = ZOOM) -> list[Image.Image]:
+    """uint8 N,C,H,W -> RGB PIL images upscaled with nearest-neighbour, transparent pixels over a
+    grey checkerboard of one sprite pixel per square."""
+    n, c, h, w = images.shape
+    yy, xx = np.mgrid[:h, :w]
+    board = np.where((yy + xx) % 2 == 0, 200, 240)[..., None].astype(np.float32)
+    out = []
+    for img in images.permute(0, 2, 3, 1).numpy().astype(np.float32):
+        alpha = img[..., 3:] / 255 if c == 4 else 1.0
+        rgb = (img[..., :3] * alpha + board * (1 - alpha)).round().astype(np.uint8)
+        out.append(Image.fromarray(rgb).resize((w * zoom, h * zoom), Image.NEAREST))
+    return out
+
+
+def check_numbers(**values: float) -> None:
+    """Numbers typed into the page's fields, checked against LIMITS: one sentence if out of range."""
+    for name, value in values.items():
+        lo, hi = LIMITS[name]
+        if value is None or not lo <= value <= hi:
+            raise UserError(f"{name} must be between {lo:g} and {hi:g}; got {value}")
+
+
+def sprite_editor_value(path: str | None, m: Loaded) -> dict | None:
+    """An uploaded sprite, read as generate.py reads --init, zoomed for painting a mask on it."""
+    if not path:
+        return None
+    init = read_image(path, "sprite", m.cfg.image_size, m.cfg.channels, m.cfg.background)
+    zoomed = checkerboard(torch.from_numpy(init).permute(2, 0, 1)[None])[0]
+    return {"background": zoomed, "layers": [], "composite": None}
+
+
+def painted_mask(editor: dict | None, size: int) -> torch.Tensor | None:
+    """bool 1,H,W of the sprite pixels painted on in the editor (any stroke in a pixel's square); None
+    when nothing is painted."""
+    layers = [np.asarray(layer) for layer in (editor or {}).get("layers") or [] if layer is not None]
+    if not layers:
+        return None
+    painted = np.zeros(layers[0].shape[:2], bool)
+    for layer in layers:
+        painted |= layer[..., -1] > 0 if layer.ndim == 3 and layer.shape[-1] == 4 else layer.any(-1)
+    cells = Image.fromarray(painted.astype(np.uint8) * 255).resize((size, size), Image.BOX)  # any stroke counts
+    mask = torch.from_numpy(np.asarray(cells) > 0)[None]
+    if mask.all():
+        raise UserError("the painted mask covers the whole sprite: clear it and use strength for "
+                        "variations instead")
+    return mask if mask.any() else None
+
+
+def make_sprites(m: Loaded, out_root: Path, prompt: str, cls: str, guidance: float, seed: float,
+                 steps: float, count: float, palette: str, palette_file: str | None,
+                 sprite_file: str | None, editor: dict | None, strength: float,
+                 tileable: bool) -> tuple[list, list[str], str, str]:
+    """One click of "Make sprites": (gallery images with captions, native PNG paths, sheet path,
+    a status line)."""
+    check_numbers(count=count, steps=steps, guidance=guidance, seed=seed, strength=strength)
+    if palette == "file":
+        if not palette_file:
+            raise UserError("palette: choose a .hex or .gpl file, or pick 'data' or 'none'")
+        palette = palette_file
+    check_sampling(int(count), "dpm", int(steps), palette)
+    start = None
+    if sprite_file:
+        init = read_image(sprite_file, "sprite", m.cfg.image_size, m.cfg.channels, m.cfg.background)
+        start = Start(torch.from_numpy(init).permute(2, 0, 1), painted_mask(editor, m.cfg.image_size),
+                      strength)
+    prompts = (prompt,) if m.cfg.prompts != "none" and prompt.strip() else ()
+    classes = "" if cls in ("", IN_TURN) or prompts else cls
+    t0 = time.perf_counter()
+    images, _, _ = generate(m, int(count), classes, int(seed), steps=int(steps), guidance=guidance,
+                            palette=palette, prompts=prompts, start=start, tileable=tileable,
+                            progress=True)
+    seconds = time.perf_counter() - t0
+    folder = out_root / uuid.uuid4().hex[:12]
+    folder.mkdir(parents=True)
+    files = []
+    for i, img in enumerate(images):
+        files.append(str(folder / f"sprite_{i:02d}.png"))
+        make_grid(img[None], scale=1, pad=0).save(files[-1])
+    sheet = folder / "sprite_sheet.png"
+    make_grid(images, scale=1, pad=0).save(sheet)
+    shown = checkerboard(images.repeat(1, 1, 3, 3) if tileable else images, ZOOM // 2 if tileable else ZOOM)
+    gallery = [(img, f"sprite_{i:02d}.png") for i, img in enumerate(shown)]
+    status = f"{len(images)} sprites in {seconds:.1f} s (seed {int(seed)})"
+    return gallery, files, str(sheet), status
+
+
+def build_page(m: Loaded, out_root: Path):
+    """The Gradio Blocks of the page, bound to the model."""
+    import gradio as gr
+
+    def errors_shown(fn):
+        """A bad input becomes the page's error message; the server stays up."""
+        def wrapped(*args):
+            try:
+                return fn(*args)
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+        return wrapped
+
+    prompt_model, class_model = m.cfg.prompts != "none", m.cfg.conditional
+    with gr.Blocks(title="Pixel Art Diffusion") as page:
+        gr.Markdown(f"## Pixel Art Diffusion\nModel: `{m.source}` ({m.cfg.image_size}x{m.cfg.image_size}, "
+                    f"{'RGBA' if m.cfg.channels == 4 else 'RGB'})")
+        with gr.Row():
+            with gr.Column(scale=1):
+                prompt = gr.Textbox(label="prompt", placeholder="a blue book", visible=prompt_model,
+                                    elem_id="prompt")
+                cls = gr.Dropdown([IN_TURN, *m.classes], value=IN_TURN, label="class",
+                                  visible=prompt_model or class_model, elem_id="class")
+                count = gr.Slider(*LIMITS["count"], value=8, step=1, label="sprites", elem_id="count")
+                with gr.Accordion("settings", open=False):
+                    guidance = gr.Slider(*LIMITS["guidance"], value=GUIDANCE, step=0.5, label="guidance",
+                                         elem_id="guidance")
+                    steps = gr.Slider(*LIMITS["steps"], value=0, step=1,
+                                      label="sampler steps (0: DPM-Solver++'s 10)", elem_id="steps")
+                    with gr.Row():
+                        seed = gr.Number(value=0, precision=0, label="seed", elem_id="seed")
+                        dice = gr.Button("random seed", elem_id="random-seed")
+                    palette = gr.Radio(["data", "none", "file"], value="data", label="palette",
+                                       info="data: the training data's colours; none: raw colours")
+                    palette_file = gr.File(label="palette file (.hex or .gpl)", file_types=[".hex", ".gpl"],
+                                           elem_id="palette-file")
+                    tileable = gr.Checkbox(label="tileable (shown repeated 3x3)", elem_id="tileable")
+                with gr.Accordion("start from a sprite", open=False):
+                    sprite = gr.File(label="sprite (PNG)", file_types=["image"], elem_id="sprite")
+                    editor = gr.ImageEditor(label="paint where to repaint (nothing painted: the whole "
+                                                  "sprite, by strength)", type="numpy", sources=(),
+                                            layers=False, transforms=(), elem_id="editor",
+                                            brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
+                    strength = gr.Slider(*LIMITS["strength"], value=0.6, step=0.05, label="strength",
+                                         elem_id="strength")
+                make = gr.Button("Make sprites", variant="primary", elem_id="make")
+            with gr.Column(scale=2):
+                status = gr.Markdown(elem_id="status")
+                gallery = gr.Gallery(label="sprites", columns=4, format="png", elem_id="gallery")
+                sheet = gr.DownloadButton("sprite sheet", elem_id="sheet")
+                files = gr.File(label="each sprite at native size", file_count="multiple", elem_id="files")
+
+        dice.click(lambda: random.randrange(LIMITS["seed"][1]), outputs=seed)
+        sprite.upload(errors_shown(lambda path: sprite_editor_value(path, m)), inputs=sprite, outputs=editor)
+        sprite.clear(lambda: None, outputs=editor)
+
+        def on_make(*args, progress=gr.Progress(track_tqdm=True)):
+            return make_sprites(m, out_root, *args)
+
+        make.click(errors_shown(on_make), outputs=[gallery, files, sheet, status],
+                   inputs=[prompt, cls, guidance, seed, steps, count, palette, palette_file, sprite,
+                           editor, strength, tileable])
+    return page
+
+
+CSS = "#gallery img, #editor img, #editor canvas { image-rendering: pixelated; }"
+
+
+def free_port() -> int:
+    """A port nobody listens on now (gradio needs a number, not 0)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(m: Loaded, host: str, port: int, block: bool = True):
+    """Start the page; returns (app, url) when block is False (tests)."""
+    out_root = Path(tempfile.mkdtemp(prefix="pixelart-app-"))
+    page = build_page(m, out_root)
+    page.queue(default_concurrency_limit=1, max_size=32)
+    _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+                            max_file_size=MAX_UPLOAD, allowed_paths=[str(out_root)], css=CSS,
+                            footer_links=[], quiet=not block)
+    return page, url
+
+
+# Headless Debian chromium (tests/install_browser.sh), with its calls home turned off: this machine's
+# network refuses them.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def open_browser():
+    """(playwright, browser): the system's chromium driven by playwright; nothing is downloaded."""
+    import shutil
+    exe = shutil.which("chromium")
+    if exe is None:
+        raise UserError("no chromium on this machine: run tests/install_browser.sh")
+    from playwright.sync_api import sync_playwright
+    pw = sync_playwright().start()
+    return pw, pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+
+
+def click_make(page, count: int, timeout_s: float = 600) -> float:
+    """Click "Make sprites" and wait for `count` sprites in the gallery; returns the seconds taken."""
+    t0 = time.perf_counter()
+    page.click("#make")
+    page.wait_for_function(f"document.querySelectorAll('#gallery img').length >= {count}",
+                           timeout=timeout_s * 1000)
+    return time.perf_counter() - t0
+
+
+def screenshot(m: Loaded, path: Path) -> None:
+    """The benchmark line and the README's picture: the page at its defaults, one click."""
+    app, url = serve(m, "127.0.0.1", free_port(), block=False)
+    pw, browser = open_browser()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.goto(url)
+        page.locator("#make").wait_for(timeout=60_000)
+        seconds = click_make(page, 8)
+        print(f"click to sprites: {seconds:.1f} s (8 sprites, default settings, {torch.get_num_threads()} "
+              "threads)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+        print(f"wrote {path}")
+    finally:
+        browser.close()
+        pw.stop()
+        app.close()
+
+
+@script
+def main(argv: list[str]) -> int:
+    o = AppOptions()
+    parse_args(argv, __doc__, o, config=False)
+    if not 0 < o.port < 65536:
+        raise UserError(f"port must be between 1 and 65535, got {o.port}")
+    m = load_model(o.model)
+    if o.screenshot:
+        screenshot(m, Path(o.screenshot))
+        return 0
+    print(f"model: {m.source}; serving on http://{o.host}:{o.port} (Ctrl-C stops)")
+    serve(m, o.host, o.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""The web page (app.py): its parts without a browser, then the page in headless Debian chromium
+(tests/install_browser.sh installs it; without it these tests skip and say why)."""
+import shutil
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import app
+from config import UserError
+from model import load_model
+
+
+def test_checkerboard_shows_transparency_and_keeps_pixels_square():
+    img = torch.zeros(1, 4, 2, 2, dtype=torch.uint8)
+    img[0, :, 0, 0] = torch.tensor([255, 0, 0, 255])  # one opaque red pixel, the rest transparent
+    out = np.asarray(app.checkerboard(img, zoom=3)[0])
+    assert out.shape == (6, 6, 3)
+    assert (out[:3, :3] == [255, 0, 0]).all()  # a 3x3 square of red, no blur at its edge
+    assert (out[:3, 3:] == 240).all() and (out[3:, 3:] == 200).all()  # the board shows through
+
+
+def test_painted_strokes_become_the_mask_of_the_pixels_they_touch():
+    layer = np.zeros((64, 64, 4), np.uint8)
+    layer[2:5, 40:42, 3] = 255  # a stroke inside sprite pixel (0, 5) of an 8x8 sprite zoomed 8x
+    mask = app.painted_mask({"layers": [layer]}, 8)
+    assert mask.shape == (1, 8, 8) and mask.sum() == 1 and mask[0, 0, 5]
+    assert app.painted_mask({"layers": []}, 8) is None
+    assert app.painted_mask({"layers": [np.zeros((64, 64, 4), np.uint8)]}, 8) is None
+    with pytest.raises(UserError, match="whole sprite"):
+        app.painted_mask({"layers": [np.full((64, 64, 4), 255, np.uint8)]}, 8)
+
+
+@pytest.fixture(scope="module")
+def m(cond_run):
+    return load_model(cond_run)
+
+
+@pytest.mark.parametrize("field, value", [("count", 0), ("count", 1000), ("steps", -1), ("guidance", 99),
+                                          ("seed", -5), ("strength", 1.5)])
+def test_numbers_out_of_range_are_one_sentence(m, tmp_path, field, value):
+    args = dict(prompt="", cls=app.IN_TURN, guidance=3.0, seed=0, steps=2, count=2, palette="data",
+                palette_file=None, sprite_file=None, editor=None, strength=0.5, tileable=False)
+    args[field] = value
+    with pytest.raises(UserError, match=f"{field} must be between"):
+        app.make_sprites(m, tmp_path, **args)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of an RGBA PNG of that size: enough for a reader to learn the size."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("make_file, message", [
+    (lambda p: p.write_text("not a picture"), "not an image"),
+    (lambda p: p.write_bytes(png_header(30000, 30000)), "too large"),  # decoded, 3.6 GB
+])
+def test_bad_sprite_uploads_are_one_sentence(m, tmp_path, make_file, message):
+    bad = tmp_path / "bad.png"
+    make_file(bad)
+    with pytest.raises(UserError, match=message):
+        app.sprite_editor_value(str(bad), m)
+
+
+def test_a_palette_file_without_colours_is_one_sentence(m, tmp_path):
+    empty = tmp_path / "empty.hex"
+    empty.write_text("\n")
+    with pytest.raises(UserError, match="colour"):
+        app.make_sprites(m, tmp_path, "", app.IN_TURN, 3.0, 0, 2, 2, "file", str(empty), None, None, 0.5,
+                         False)
+
+
+def test_make_sprites_writes_native_pngs_a_sheet_and_a_variation(m, tmp_path):
+    gallery, files, sheet, status = app.make_sprites(m, tmp_path, "", app.IN_TURN, 3.0, 1, 2, 3, "data",
+                                                     None, None, None, 0.5, True)
+    assert len(gallery) == 3 and len(files) == 3 and status.startswith("3 sprites")
+    assert gallery[0][0].size == (32 * 3 * app.ZOOM // 2,) * 2  # tileable: 3x3 repeats
+    assert Image.open(files[0]).size == (32, 32) and Image.open(sheet).size == (64, 64)  # 2 x 2 cells
+    icon = files[0]
+    layer = np.zeros((256, 256, 4), np.uint8)
+    layer[:64, :64, 3] = 255  # paint the top-left 8x8 sprite pixels
+    _, files2, _, _ = app.make_sprites(m, tmp_path, "", app.IN_TURN, 3.0, 2, 2, 2, "data", None, icon,
+                                       {"layers": [layer]}, 1.0, False)
+    before, after = (np.asarray(Image.open(f))[8:, 8:] for f in (icon, files2[0]))
+    # outside the painted mask: the sprite itself (the colour under a transparent pixel aside)
+    assert (before[..., 3] == after[..., 3]).all()
+    assert (before[before[..., 3] > 0] == after[before[..., 3] > 0]).all()
+
+
+# ----------------------------------------------------------------------------- in the browser
+
+def browser_missing() -> str:
+    if shutil.which("chromium") is None:
+        return "no chromium: run tests/install_browser.sh (Debian's chromium, as root)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements.txt)"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def page(m):
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    server, url = app.serve(m, "127.0.0.1", app.free_port(), block=False)
+    pw, browser = app.open_browser()
+    tab = browser.new_page()
+    tab.goto(url)
+    tab.locator("#make").wait_for(timeout=60_000)  # the page is built by its scripts after loading
+    yield tab
+    browser.close()
+    pw.stop()
+    server.close()
+
+
+def test_the_page_loads_with_the_models_classes(page):
+    assert page.title() == "Pixel Art Diffusion"
+    assert page.locator("#make").is_visible()
+    assert page.locator("#class").is_visible()  # a class model: the class choice is there
+
+
+def test_four_sprites_show_and_download_as_native_pngs(page, tmp_path):
+    number = page.locator("#count input[type=number]")
+    number.fill("4")
+    number.press("Enter")
+    app.click_make(page, 4, timeout_s=120)
+    assert page.locator("#gallery img").count() == 4
+    assert "4 sprites" in page.locator("#status").inner_text()
+    with page.expect_download() as download:
+        page.locator("#files a").first.click()
+    path = tmp_path / "sprite.png"
+    download.value.save_as(path)
+    img = Image.open(path)
+    assert img.format == "PNG" and img.size == (32, 32) and img.mode == "RGBA"
+
+
+def test_a_bad_upload_shows_the_error_and_the_page_stays_up(page, tmp_path):
+    bad = tmp_path / "sprite.png"
+    bad.write_text("this is text, not a picture")
+    page.get_by_text("start from a sprite").click()
+    page.locator("#sprite input[type=file]").set_input_files(str(bad))
+    page.get_by_text("not an image").first.wait_for(timeout=30_000)
+    page.reload()  # the server is still up: a new page makes sprites
+    app.click_make(page, 8, timeout_s=120)
