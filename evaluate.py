@@ -5,6 +5,7 @@ Usage:
     python evaluate.py --model=runs/mine --num_samples=1000 --steps=20 --json=eval.json
     python evaluate.py --samples=samples/generated      # any folder of images instead of a model
     python evaluate.py --class=potion --guidance=3      # conditional models
+    python evaluate.py --captions                       # prompt models: the data's captions in turn
     python evaluate.py --sampler_sweep=dpm-10,dpm-20,ddim-50 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
     python evaluate.py --prompt_table --per_class=8        # does the prompt come through?
@@ -485,6 +486,8 @@ class EvalOptions(SamplingOptions):
     data_dir: str = option("", "reference data; default: the model's training data (with --samples: "
                                "data/dcss_items)")
     num_samples: int = option(0, "samples to score; 0: as many as the data has images")
+    captions: bool = option(False, "prompt models: prompt with the reference data's own captions in "
+                                   "turn (one sample per icon), not the class names")
     sampler_sweep: tuple[str, ...] = option((), "e.g. dpm-10,ddim-50,ddpm-1000: FD-Lite0 and seconds "
                                                 "of each, instead of the score table")
     guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "
@@ -518,6 +521,13 @@ def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
     m, data = model_and_data(o)
     n = o.num_samples or len(data.images)
     print(f"sampling {n} icons from {m.source} ({o.sampler}{'-' + str(o.steps) if o.steps else ''})")
+    if o.captions:
+        if m.cfg.prompts == "none":
+            raise UserError("--captions: this model takes no prompts (trained without --prompts)")
+        prompts = tuple(data.captions[i % len(data.captions)] for i in range(n))
+        images, _, _ = generate(m, 1, "", o.seed, o.sampler, o.steps, o.guidance, o.palette, prompts,
+                                progress=True)
+        return images, data.images
     subset = data.classes != m.classes and set(data.classes) <= set(m.classes)
     if o.classes or not subset:
         images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
