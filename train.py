@@ -217,7 +217,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             if interrupted:
                 bar.close()  # before the message, so that it gets a line of its own
                 log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
-                    f"--resume --run_name={folder.name} --out_dir={cfg.out_dir}`")
+                    f"--resume --run_name={folder.name} --out_dir={folder.parent}`")
                 return folder
             if done:
                 break

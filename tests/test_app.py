@@ -141,11 +141,17 @@ def test_four_sprites_show_and_download_as_native_pngs(page, tmp_path):
     assert img.format == "PNG" and img.size == (32, 32) and img.mode == "RGBA"
 
 
-def test_a_bad_upload_shows_the_error_and_the_page_stays_up(page, tmp_path):
+def test_bad_uploads_show_the_error_and_the_page_stays_up(page, tmp_path):
     bad = tmp_path / "sprite.png"
     bad.write_text("this is text, not a picture")
     page.get_by_text("start from a sprite").click()
     page.locator("#sprite input[type=file]").set_input_files(str(bad))
     page.get_by_text("not an image").first.wait_for(timeout=30_000)
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(11 * 2**20))  # over the 10 MB limit: refused before it reaches the model
+    page.reload()
+    page.get_by_text("start from a sprite").click()
+    page.locator("#sprite input[type=file]").set_input_files(str(big))
+    page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=30_000)
     page.reload()  # the server is still up: a new page makes sprites
     app.click_make(page, 8, timeout_s=120)
