@@ -201,14 +201,28 @@ def semi_transparent(images: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- the report
 
+def spread(f: torch.Tensor) -> float:
+    """Mean distance between two different rows of features."""
+    return (torch.cdist(f, f).sum() / max(1, len(f) * (len(f) - 1))).item()
+
+
+def class_diversity(f_s: torch.Tensor, s_labels: torch.Tensor, f_data: torch.Tensor,
+                    d_labels: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """Per class: how far apart its samples are (mean pairwise feature distance) over how far apart
+    its training icons are. 1: as varied as the data; near 0: the class collapsed to one icon."""
+    return {c: spread(f_s[s_labels == i]) / spread(f_data[d_labels == i]) for i, c in enumerate(classes)
+            if (s_labels == i).sum() > 1 and (d_labels == i).sum() > 1}
+
+
 def floor_images(data: torch.Tensor, n: int) -> torch.Tensor:
     """The floor: the data's mirror images, as many as there are samples (FD depends on the count)."""
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     return data.flip(-1)[perm[:min(n, len(data))]]
 
 
-def score(samples: torch.Tensor, data: torch.Tensor, net=None) -> dict:
-    """Every metric for samples against data, each beside its floor (the data's mirror image)."""
+def score(samples: torch.Tensor, data: torch.Tensor, net=None, labels: tuple | None = None) -> dict:
+    """Every metric for samples against data, each beside its floor (the data's mirror image); with
+    labels (the samples' classes, the data's, the class names) also the per-class diversity."""
     from scipy.stats import wasserstein_distance
     net = net or lite0()
     ref = floor_images(data, len(samples))
@@ -227,6 +241,8 @@ def score(samples: torch.Tensor, data: torch.Tensor, net=None) -> dict:
                         "semi_transparent": semi_transparent(s)}
     report["data"] = {"colours_mean": float(colour_counts(data).mean()),
                       "semi_transparent": semi_transparent(data)}
+    if labels is not None:
+        report["class_diversity"] = class_diversity(f_s, labels[0], f_data, labels[1], labels[2])
     return report
 
 
@@ -266,6 +282,11 @@ def print_report(r: dict) -> None:
         scale = 1000 if key == "kid_mean" else 1
         cells = ["-" if d[key] is None else fmt.format(d[key] * scale) for d in (s, f)]
         print(f"{label:42s} {cells[0]:>10s} {cells[1]:>10s}")
+    if r.get("class_diversity"):
+        div = r["class_diversity"]
+        low = sorted(div, key=div.get)
+        print(f"diversity within each class, samples over data (1: as varied): median "
+              f"{np.median(list(div.values())):.2f}; lowest {', '.join(f'{c} {div[c]:.2f}' for c in low[:3])}")
 
 
 def nearest_sheet(samples: torch.Tensor, data: torch.Tensor, path: Path, limit: int = 32) -> None:
@@ -511,34 +532,38 @@ def model_and_data(o: EvalOptions) -> tuple[Loaded, object]:
     return m, load_folder(cfg, log=lambda _: None)
 
 
-def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """(samples uint8, data uint8): a folder of images, or a model sampled as generate.py samples."""
+def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+    """(samples uint8, data uint8, labels): a folder of images, or a model sampled as generate.py
+    samples; labels = (each sample's class, each data image's class, the class names) when known."""
     if o.samples:
         data = load_folder(preset("seed", data_dir=o.data_dir or "data/dcss_items"), log=lambda _: None)
         cfg = preset("seed", data_dir=o.samples, channels=data.images.shape[1],
                      image_size=data.images.shape[-1])
-        return load_folder(cfg, log=print).images, data.images
+        return load_folder(cfg, log=print).images, data.images, None
     m, data = model_and_data(o)
     n = o.num_samples or len(data.images)
     print(f"sampling {n} icons from {m.source} ({o.sampler}{'-' + str(o.steps) if o.steps else ''})")
+    turn = torch.arange(n)
     if o.captions:
         if m.cfg.prompts == "none":
             raise UserError("--captions: this model takes no prompts (trained without --prompts)")
         prompts = tuple(data.captions[i % len(data.captions)] for i in range(n))
         images, _, _ = generate(m, 1, "", o.seed, o.sampler, o.steps, o.guidance, o.palette, prompts,
                                 progress=True)
-        return images, data.images
+        return images, data.images, (data.labels[turn % len(data.labels)], data.labels, data.classes)
     subset = data.classes != m.classes and set(data.classes) <= set(m.classes)
     if o.classes or not subset:
         images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
                                 progress=True)
-        return images, data.images
+        in_turn = not o.classes and data.classes == m.classes and (m.cfg.conditional or m.cfg.prompts != "none")
+        return images, data.images, (turn % len(data.classes), data.labels, data.classes) if in_turn else None
     # Reference data with some of the model's classes (the items of an items-and-monsters model):
     # those classes in turn, as generate.py cycles through all of them.
     k, per = len(data.classes), -(-n // len(data.classes))
     images, _, _ = generate(m, per, ",".join(data.classes), o.seed, o.sampler, o.steps, o.guidance,
                             o.palette, progress=True)
-    return images.view(k, per, *images.shape[1:]).transpose(0, 1).flatten(0, 1)[:n], data.images
+    images = images.view(k, per, *images.shape[1:]).transpose(0, 1).flatten(0, 1)[:n]
+    return images, data.images, (turn % k, data.labels, data.classes)
 
 
 @script
@@ -571,8 +596,8 @@ def main(argv: list[str]) -> None:
             report["inpainting"] = inpaint_table(m, data, f_data, o.num_samples or 64, o.seed,
                                                  o.sampler, o.steps, o.guidance)
     else:
-        samples, data = samples_and_data(o)
-        report = {**score(samples, data), "options": dataclasses.asdict(o)}
+        samples, data, labels = samples_and_data(o)
+        report = {**score(samples, data, labels=labels), "options": dataclasses.asdict(o)}
         print_report(report)
         if o.nearest:
             nearest_sheet(samples, data, Path(o.nearest))

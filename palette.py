@@ -102,6 +102,21 @@ def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return torch.where(alpha > 127, 255, 0).to(torch.uint8)
 
 
+def despeckle(images: torch.Tensor) -> torch.Tensor:
+    """Stray pixels removed: a pixel whose colour (alpha included) matches none of its 4 neighbours
+    takes the colour most of them share, where at least two share one (uint8 N,C,H,W)."""
+    padded = torch.nn.functional.pad(images.int(), (1, 1, 1, 1), mode="replicate")
+    h, w = images.shape[-2:]
+    near = torch.stack([padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))])  # 4,N,C,H,W
+    same = (near[:, None] == near[None]).all(3)  # 4,4,N,H,W: neighbour i has neighbour j's colour
+    votes = same.sum(1)  # 4,N,H,W: how many neighbours share neighbour i's colour
+    best = votes.argmax(0)  # N,H,W
+    choice = near.gather(0, best[None, :, None].expand(1, *images.shape)).squeeze(0)
+    stray = ~(near == images.int()[None]).all(2).any(0) & (votes.max(0).values >= 2)
+    return torch.where(stray[:, None], choice, images.int()).to(torch.uint8)
+
+
 # ----------------------------------------------------------------------------- colour names
 
 COLOUR_NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "green", "cyan", "blue",

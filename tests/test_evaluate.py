@@ -127,3 +127,12 @@ def test_border_difference_sees_a_seam(icons):
     own = evaluate.border_difference(icons[:20], mask)
     pasted = torch.where(mask, torch.full_like(icons[:20], 255), icons[:20])  # a white square
     assert evaluate.border_difference(pasted, mask) > 2 * own > 0
+
+
+def test_class_diversity_is_one_for_the_data_and_zero_for_a_collapsed_class():
+    from evaluate import class_diversity
+    f = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(40) % 2
+    collapsed = torch.where((labels == 1)[:, None], f[1], f)  # class 1: one icon, again and again
+    div = class_diversity(collapsed, labels, f, labels, ["a", "b"])
+    assert div["a"] == pytest.approx(1.0) and div["b"] == pytest.approx(0.0)

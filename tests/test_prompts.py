@@ -206,9 +206,9 @@ def test_evaluate_samples_only_the_reference_datas_classes_in_turn(prompt_run, t
 
     monkeypatch.setattr(evaluate, "generate", fake_generate)
     o = evaluate.EvalOptions(model=str(prompt_run), data_dir=str(tmp_path / "items"), num_samples=5)
-    samples, data = evaluate.samples_and_data(o)
+    samples, data, labels = evaluate.samples_and_data(o)
     assert asked == [(3, "book,potion")] and len(data) == 51
-    assert samples[:, 0, 0, 0].tolist() == [0, 1, 0, 1, 0]
+    assert samples[:, 0, 0, 0].tolist() == [0, 1, 0, 1, 0] and labels[0].tolist() == [0, 1, 0, 1, 0]
 
 
 def test_evaluate_captions_prompts_with_the_datas_own_captions_in_turn(prompt_run, tmp_path, monkeypatch):
@@ -223,7 +223,8 @@ def test_evaluate_captions_prompts_with_the_datas_own_captions_in_turn(prompt_ru
 
     monkeypatch.setattr(evaluate, "generate", fake_generate)
     o = evaluate.EvalOptions(model=str(prompt_run), data_dir=str(SMALL_DATA), num_samples=32, captions=True)
-    samples, data = evaluate.samples_and_data(o)
+    samples, data, labels = evaluate.samples_and_data(o)
     captions = load_folder(preset("smoke", data_dir=str(SMALL_DATA)), log=lambda _: None).captions
     assert len(samples) == 32 and len(captions) < 32
     assert list(asked[0]) == captions + captions[:32 - len(captions)]  # one per icon, then round again
+    assert labels[0].tolist() == (labels[1].tolist() * 2)[:32]  # each sample has its icon's class
