@@ -90,7 +90,8 @@ def painted_mask(editor: dict | None, size: int) -> torch.Tensor | None:
     painted = np.zeros(layers[0].shape[:2], bool)
     for layer in layers:
         painted |= layer[..., -1] > 0 if layer.ndim == 3 and layer.shape[-1] == 4 else layer.any(-1)
-    cells = Image.fromarray(painted.astype(np.uint8) * 255).resize((size, size), Image.BOX)  # any stroke counts
+    # a sprite pixel counts as painted when any stroke touches its square
+    cells = Image.fromarray(painted.astype(np.uint8) * 255).resize((size, size), Image.BOX)
     mask = torch.from_numpy(np.asarray(cells) > 0)[None]
     if mask.all():
         raise UserError("the painted mask covers the whole sprite: clear it and use strength for "

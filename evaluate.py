@@ -285,8 +285,9 @@ def print_report(r: dict) -> None:
     if r.get("class_diversity"):
         div = r["class_diversity"]
         low = sorted(div, key=div.get)
+        lowest = ", ".join(f"{c} {div[c]:.2f}" for c in low[:3])
         print(f"diversity within each class, samples over data (1: as varied): median "
-              f"{np.median(list(div.values())):.2f}; lowest {', '.join(f'{c} {div[c]:.2f}' for c in low[:3])}")
+              f"{np.median(list(div.values())):.2f}; lowest {lowest}")
 
 
 def nearest_sheet(samples: torch.Tensor, data: torch.Tensor, path: Path, limit: int = 32) -> None:
@@ -555,7 +556,8 @@ def samples_and_data(o: EvalOptions) -> tuple[torch.Tensor, torch.Tensor, tuple 
     if o.classes or not subset:
         images, _, _ = generate(m, n, o.classes, o.seed, o.sampler, o.steps, o.guidance, o.palette,
                                 progress=True)
-        in_turn = not o.classes and data.classes == m.classes and (m.cfg.conditional or m.cfg.prompts != "none")
+        conditioned = m.cfg.conditional or m.cfg.prompts != "none"
+        in_turn = not o.classes and data.classes == m.classes and conditioned
         return images, data.images, (turn % len(data.classes), data.labels, data.classes) if in_turn else None
     # Reference data with some of the model's classes (the items of an items-and-monsters model):
     # those classes in turn, as generate.py cycles through all of them.

@@ -120,7 +120,8 @@ def build_vae(cfg: Config) -> AutoencoderKL:
     halving the side after the first, down to LATENT_CHANNELS channels."""
     n = len(cfg.block_out_channels)
     return AutoencoderKL(in_channels=cfg.channels, out_channels=cfg.channels,
-                         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+                         down_block_types=("DownEncoderBlock2D",) * n,
+                         up_block_types=("UpDecoderBlock2D",) * n,
                          block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
                          latent_channels=LATENT_CHANNELS, norm_num_groups=cfg.norm_num_groups,
                          sample_size=cfg.image_size or DEFAULT_SIZE)

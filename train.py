@@ -212,8 +212,8 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                 plot_losses(losses_path, folder / "loss.png")
             if (main and cfg.num_samples and cfg.backbone != "vae"
                     and (done or (cfg.sample_every and step % cfg.sample_every == 0))):
-                save_grid(ema.model, scheduler, cfg, data.classes, folder / "samples" / f"step_{step:07d}.png",
-                          vae)
+                grid = folder / "samples" / f"step_{step:07d}.png"
+                save_grid(ema.model, scheduler, cfg, data.classes, grid, vae)
             if interrupted:
                 bar.close()  # before the message, so that it gets a line of its own
                 log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
