@@ -75,7 +75,12 @@ def save_hex(palette: torch.Tensor, path: Path) -> None:
     path.write_text("".join(f"{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette.tolist()))
 
 
-def extract(images: torch.Tensor, colors: int = 32) -> torch.Tensor:
+# Colours a model's palette keeps: 128 scored better than 32, 64 and 256 (RESULTS.md, palettes) and
+# gives about as many colours per sprite as the icons have.
+PALETTE_COLOURS = 128
+
+
+def extract(images: torch.Tensor, colors: int = PALETTE_COLOURS) -> torch.Tensor:
     """The data's own palette: median cut over the opaque pixels of all images (uint8 N,C,H,W)."""
     rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
     if images.shape[1] == 4:
@@ -100,21 +105,6 @@ def snap(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
 
 def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return torch.where(alpha > 127, 255, 0).to(torch.uint8)
-
-
-def despeckle(images: torch.Tensor) -> torch.Tensor:
-    """Stray pixels removed: a pixel whose colour (alpha included) matches none of its 4 neighbours
-    takes the colour most of them share, where at least two share one (uint8 N,C,H,W)."""
-    padded = torch.nn.functional.pad(images.int(), (1, 1, 1, 1), mode="replicate")
-    h, w = images.shape[-2:]
-    near = torch.stack([padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))])  # 4,N,C,H,W
-    same = (near[:, None] == near[None]).all(3)  # 4,4,N,H,W: neighbour i has neighbour j's colour
-    votes = same.sum(1)  # 4,N,H,W: how many neighbours share neighbour i's colour
-    best = votes.argmax(0)  # N,H,W
-    choice = near.gather(0, best[None, :, None].expand(1, *images.shape)).squeeze(0)
-    stray = ~(near == images.int()[None]).all(2).any(0) & (votes.max(0).values >= 2)
-    return torch.where(stray[:, None], choice, images.int()).to(torch.uint8)
 
 
 # ----------------------------------------------------------------------------- colour names
@@ -157,7 +147,7 @@ def main_colours(image: torch.Tensor, most: int = 2) -> list[str]:
 
 @dataclass
 class PaletteOptions:
-    colors: int = option(32, "number of colours to extract (median cut)")
+    colors: int = option(PALETTE_COLOURS, "number of colours to extract (median cut)")
     out: str = option("palette.hex", "the .hex file to write")
 
 
