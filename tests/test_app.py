@@ -141,6 +141,19 @@ def test_four_sprites_show_and_download_as_native_pngs(page, tmp_path):
     assert img.format == "PNG" and img.size == (32, 32) and img.mode == "RGBA"
 
 
+def test_two_users_at_once_are_queued_and_both_get_sprites(page):
+    other = page.context.browser.new_page()
+    other.goto(page.url)
+    other.locator("#make").wait_for(timeout=60_000)
+    page.reload()
+    page.locator("#make").wait_for(timeout=60_000)
+    page.click("#make")
+    other.click("#make")  # while the first is sampling or queued: one runs at a time
+    for tab in (page, other):
+        tab.wait_for_function("document.querySelectorAll('#gallery img').length >= 8", timeout=120_000)
+    other.close()
+
+
 def test_bad_uploads_show_the_error_and_the_page_stays_up(page, tmp_path):
     bad = tmp_path / "sprite.png"
     bad.write_text("this is text, not a picture")
