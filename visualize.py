@@ -45,7 +45,11 @@ class VisualizeOptions:
 def get_model(o: VisualizeOptions) -> tuple[Loaded, bool]:
     """The trained model asked for, or an untrained one (flagged) when asked."""
     if not o.untrained:
-        return load_model(o.model), True
+        m = load_model(o.model)
+        if m.vae is not None:
+            raise UserError(f"{m.source} is a latent model: it adds noise to latents, not to the pixels "
+                            "these panels show; visualize a pixel model")
+        return m, True
     cfg = preset("seed", image_size=DEFAULT_SIZE)
     torch.manual_seed(o.seed)
     return Loaded(build_unet(cfg), build_scheduler(cfg), cfg, [], None, Path("untrained")), False

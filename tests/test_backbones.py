@@ -77,10 +77,14 @@ def test_reconstruction_counts_exact_pixels_and_ignores_the_colour_under_transpa
     assert got["exact"] == pytest.approx(31 / 32)
 
 
-def test_latent_model_trains_on_the_autoencoder_and_generates_pixels(vae_run, tmp_path_factory, tmp_path,
-                                                                      capsys):
-    run = finished_run(tmp_path_factory, "lat", f"--latent={vae_run}", "--channels=4", "--conditional",
-                       "--max_steps=2", "--sample_every=0")
+@pytest.fixture(scope="module")
+def latent_run(vae_run, tmp_path_factory):
+    return finished_run(tmp_path_factory, "lat", f"--latent={vae_run}", "--channels=4", "--conditional",
+                        "--max_steps=2", "--sample_every=0")
+
+
+def test_latent_model_trains_on_the_autoencoder_and_generates_pixels(latent_run, tmp_path, capsys):
+    run = latent_run
     m = model.load_model(run)
     assert m.vae is not None and m.unet.config.in_channels == model.LATENT_CHANNELS
     assert m.unet.config.sample_size == 32 // 2  # the smoke autoencoder halves the side
@@ -99,3 +103,9 @@ def test_latent_needs_an_autoencoder_of_the_same_channels(vae_run, tmp_path, cap
     assert "no trained autoencoder" in capsys.readouterr().err
     assert train.main(["--preset=smoke", f"--latent={vae_run}", "--channels=3", f"--out_dir={tmp_path}"]) == 2
     assert "encodes 4 channels" in capsys.readouterr().err
+
+
+def test_visualize_refuses_a_latent_model_in_one_line(latent_run, capsys):
+    import visualize
+    assert visualize.main([f"--model={latent_run}"]) == 2
+    assert "latent model" in capsys.readouterr().err
