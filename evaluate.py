@@ -247,15 +247,16 @@ def score(samples: torch.Tensor, data: torch.Tensor, net=None, labels: tuple | N
 
 
 def reconstruction(vae, images: torch.Tensor, palette: torch.Tensor, net=None) -> dict:
-    """The ceiling of a latent model: the data through the autoencoder and back, colours snapped to
-    the data's palette. `exact`: share of pixels exactly right (alpha, and the colour of an opaque
-    pixel); FD-Lite0 of the reconstructions against the data, beside the floor."""
+    """The ceiling of a latent model: the data through the autoencoder and back, snapped to the
+    model's palette as generated sprites are. `exact`: share of pixels exactly as the data snapped the
+    same way (alpha, and the colour of an opaque pixel); FD-Lite0 of the snapped reconstructions
+    against the data, beside the floor."""
     from model import decode, encode
     from palette import snap
-    rec = snap(to_uint8(decode(vae, encode(vae, images))), palette)
-    right = (rec[:, :3] == images[:, :3]).all(1)
+    rec, truth = snap(to_uint8(decode(vae, encode(vae, images))), palette), snap(images, palette)
+    right = (rec[:, :3] == truth[:, :3]).all(1)
     if images.shape[1] == 4:
-        right = (rec[:, 3] == images[:, 3]) & ((images[:, 3] == 0) | right)
+        right = (rec[:, 3] == truth[:, 3]) & ((truth[:, 3] == 0) | right)
     net = net or lite0()
     f_data = features(images, net)
     return {"exact": right.float().mean().item(), "fd_lite0": frechet(features(rec, net), f_data),

@@ -62,13 +62,14 @@ def test_autoencoder_exports_its_reconstruction_ceiling(vae_run):
         model.load_model(vae_run)
 
 
-def test_reconstruction_counts_exact_pixels_and_ignores_the_colour_under_transparency(monkeypatch):
+def test_reconstruction_counts_pixels_exact_after_snapping_whatever_is_under_transparency(monkeypatch):
     images = torch.zeros(2, 4, 4, 4, dtype=torch.uint8)
     images[:, :3] = 200
     images[:, 3, :2] = 255  # top half opaque, bottom half transparent
     rec = images.clone()
     rec[:, :3, 2:] = 50  # a different colour under transparency: still exact
     rec[0, :3, 0, 0] = torch.tensor([10, 0, 0])  # one opaque pixel wrong (a palette colour)
+    rec[1, :3, 1, 1] = torch.tensor([205, 198, 201])  # off, but snaps to the data's colour: exact
     monkeypatch.setattr(model, "encode", lambda vae, x: x)
     monkeypatch.setattr(model, "decode", lambda vae, z: rec.float() / 127.5 - 1)
     monkeypatch.setattr(evaluate, "features", lambda x, net=None: torch.randn(len(x), 8))
