@@ -33,6 +33,11 @@ def test_dit_trains_exports_and_generates(tmp_path_factory, tmp_path, extra, cls
     out = tmp_path / "g.png"
     assert generate.main([f"--model={run}", "--num_images=2", "--steps=2", f"--out={out}", *args]) == 0
     assert len(list((tmp_path / "g").glob("*.png"))) == 2
+    assert generate.main([f"--model={run}", "--num_images=1", "--steps=2", "--sampler=ddim",
+                          f"--out={out}", *args]) == 0
+    assert evaluate.main([f"--model={run}", "--num_samples=4", "--steps=2", "--nearest=",
+                          f"--json={tmp_path / 'e.json'}"]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["samples"]["fd_lite0"] > 0
 
 
 def test_dit_classes_change_the_output_and_the_model_drops_no_labels_itself():
@@ -91,6 +96,7 @@ def test_latent_model_trains_on_the_autoencoder_and_generates_pixels(latent_run,
     assert m.unet.config.sample_size == 32 // 2  # the smoke autoencoder halves the side
     assert (run / "model" / "vae" / "diffusion_pytorch_model.safetensors").is_file()  # self-contained
     images, _, _ = generate.generate(m, 2, steps=2)
+    assert evaluate.main([f"--model={run}", "--num_samples=4", "--steps=2", "--nearest="]) == 0
     assert images.shape == (2, 4, 32, 32) and images.dtype == torch.uint8
     # a latent model has no pixels to keep: starting from a sprite is refused in one line
     generate.save(images, images, [None], 2, tmp_path / "g.png", 1, False)
