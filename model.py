@@ -1,4 +1,5 @@
-"""The one place that builds, samples, saves and loads the model; every script and test uses it.
+"""The one place that builds (UNet, DiT, autoencoder), samples, saves and loads the model; every
+script and test uses it.
 
 Usage:
     unet, scheduler = build_unet(cfg, num_classes), build_scheduler(cfg)
