@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -87,7 +88,7 @@ def extract(images: torch.Tensor, colors: int = PALETTE_COLOURS) -> torch.Tensor
         rgb = rgb[images[:, 3].reshape(-1) > 127]
     strip = Image.fromarray(rgb[None].numpy(), "RGB")
     q = strip.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    used = sorted(set(q.getdata()))
+    used = np.unique(np.asarray(q)).tolist()  # the palette entries in use
     pal = torch.tensor(q.getpalette()[:3 * (max(used) + 1)], dtype=torch.uint8).view(-1, 3)
     return pal[used]
 
