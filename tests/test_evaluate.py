@@ -8,7 +8,7 @@ import evaluate
 import generate
 from config import UserError, preset
 from dataset import load_folder
-from palette import extract, load_palette, parse_gpl, parse_hex, snap
+from palette import PALETTE_COLOURS, extract, load_palette, parse_gpl, parse_hex, snap
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_rgba_model_outputs_binary_alpha_and_palette_colours(cond_run, tmp_path)
     out, raw, _ = generate.generate(m, 3, "none", steps=2)
     assert out.shape[1] == 4 and set(out[:, 3].unique().tolist()) <= {0, 255}
     pal = load_palette(cond_run / "model" / "palette.hex")
-    assert torch.equal(pal, m.palette) and 2 <= len(pal) <= 32
+    assert torch.equal(pal, m.palette) and 2 <= len(pal) <= PALETTE_COLOURS
     assert {tuple(c) for c in out[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).tolist()} <= \
         {tuple(c) for c in pal.tolist()}
     for name in ("g.png", "g_sheet.png", "g/0000.png", "g/raw/0000.png"):
