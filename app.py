@@ -29,7 +29,7 @@ from PIL import Image
 
 from config import UserError, option, parse_args, script
 from dataset import make_grid
-from generate import Start, check_sampling, generate, read_image
+from generate import Start, generate, read_sprite
 from model import GUIDANCE, Loaded, load_model
 
 ZOOM = 8  # on-page upscale of a sprite (nearest-neighbour)
@@ -76,8 +76,7 @@ def sprite_editor_value(path: str | None, m: Loaded) -> dict | None:
     """An uploaded sprite, read as generate.py reads --init, zoomed for painting a mask on it."""
     if not path:
         return None
-    init = read_image(path, "sprite", m.cfg.image_size, m.cfg.channels, m.cfg.background)
-    zoomed = checkerboard(torch.from_numpy(init).permute(2, 0, 1)[None])[0]
+    zoomed = checkerboard(read_sprite(path, "sprite", m.cfg)[None])[0]
     return {"background": zoomed, "layers": [], "composite": None}
 
 
@@ -110,11 +109,9 @@ def make_sprites(m: Loaded, out_root: Path, prompt: str, cls: str, guidance: flo
         if not palette_file:
             raise UserError("palette: choose a .hex or .gpl file, or pick 'data' or 'none'")
         palette = palette_file
-    check_sampling(int(count), "dpm", int(steps), palette)
     start = None
     if sprite_file:
-        init = read_image(sprite_file, "sprite", m.cfg.image_size, m.cfg.channels, m.cfg.background)
-        start = Start(torch.from_numpy(init).permute(2, 0, 1), painted_mask(editor, m.cfg.image_size),
+        start = Start(read_sprite(sprite_file, "sprite", m.cfg), painted_mask(editor, m.cfg.image_size),
                       strength)
     prompts = (prompt,) if m.cfg.prompts != "none" and prompt.strip() else ()
     classes = "" if cls in ("", IN_TURN) or prompts else cls

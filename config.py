@@ -177,7 +177,7 @@ def validate(cfg: Config) -> None:
     for key in ("flip_p", "cond_dropout", "ema_decay"):
         need(0 <= getattr(cfg, key) <= 1, f"{key} must be in [0, 1], got {getattr(cfg, key)}")
     need(cfg.channels in (3, 4), f"channels must be 3 (RGB) or 4 (RGBA), got {cfg.channels}")
-    need(cfg.dit_width % cfg.attention_head_dim == 0,
+    need(cfg.backbone != "dit" or cfg.dit_width % cfg.attention_head_dim == 0,
          f"dit_width {cfg.dit_width} is not a multiple of attention_head_dim {cfg.attention_head_dim}")
     need(cfg.backbone != "dit" or cfg.prompts in ("none", "cross"),
          "a DiT takes prompts through cross-attention only: use --prompts=cross")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from config import UserError, option, parse_args, parse_color, script
+from config import Config, UserError, option, parse_args, parse_color, script
 from dataset import make_grid, to_uint8
 from model import (GUIDANCE, PALETTE, SAMPLER, SAMPLERS, Loaded, class_conditions, load_model, sample,
                    text_conditions)
@@ -173,7 +173,7 @@ def generate(m: Loaded, num_images: int, classes: str = "", seed: int = 0, sampl
     return images, raw, rows
 
 
-def read_start(o: GenerateOptions, size: int, channels: int, background: str) -> Start | None:
+def read_start(o: GenerateOptions, cfg: Config) -> Start | None:
     """The Start of --init, --mask, --extend and --strength, checked; None without --init."""
     if not o.init:
         if o.mask or o.extend:
@@ -181,10 +181,10 @@ def read_start(o: GenerateOptions, size: int, channels: int, background: str) ->
         return None
     if not 0 <= o.strength <= 1:
         raise UserError(f"--strength must be in [0, 1], got {o.strength}")
-    init = torch.from_numpy(read_image(o.init, "init", size, channels, background)).permute(2, 0, 1)
+    init = read_sprite(o.init, "init", cfg)
     if o.mask and o.extend:
         raise UserError("--mask and --extend both say what to repaint: give one")
-    mask = read_mask(o.mask, size) if o.mask else None
+    mask = read_mask(o.mask, cfg.image_size) if o.mask else None
     if o.extend:
         init, mask = shifted(init, o.extend, o.by)
     if o.resample < 0:
@@ -204,6 +204,13 @@ def read_image(path: str, what: str, size: int, channels: int, background: str) 
     if note:
         print(f"warning: {what} {path}: {note}")
     return arr
+
+
+def read_sprite(path: str, what: str, cfg: Config) -> torch.Tensor:
+    """A sprite file as uint8 C,H,W at the model's size and channels (transparency on its background
+    for an RGB model)."""
+    arr = read_image(path, what, cfg.image_size, cfg.channels, cfg.background)
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def read_mask(path: str, size: int) -> torch.Tensor:
@@ -321,7 +328,7 @@ def main(argv: list[str]) -> None:
     m = load_model(o.model)
     m.unet.to(device)
     print(f"model: {m.source}")
-    start = read_start(o, m.cfg.image_size, m.cfg.channels, m.cfg.background)
+    start = read_start(o, m.cfg)
     images, raw, rows = generate(m, o.num_images, o.classes, o.seed, o.sampler, o.steps, o.guidance,
                                  o.palette, prompts, o.negative_prompt, start, o.tileable, progress=True)
     written = save(images, raw, rows, o.num_images, Path(o.out), o.scale, o.tileable)

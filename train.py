@@ -108,7 +108,8 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
         if vae.config.in_channels != cfg.channels:
             raise UserError(f"--latent={cfg.latent} encodes {vae.config.in_channels} channels but this "
                             f"run has channels={cfg.channels}")
-        images = encode(vae, images)
+        images = encode(vae, images)  # flips then act on latents: a flipped latent decodes to
+        # about the flipped sprite, as the autoencoder was trained on flipped sprites too
     num_classes = len(data.classes)
     palette = extract(data.images)
     if main:

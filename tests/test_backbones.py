@@ -116,3 +116,9 @@ def test_visualize_refuses_a_latent_model_in_one_line(latent_run, capsys):
     import visualize
     assert visualize.main([f"--model={latent_run}"]) == 2
     assert "latent model" in capsys.readouterr().err
+
+
+def test_the_dit_width_is_checked_only_for_a_dit():
+    assert preset("smoke", attention_head_dim=12).attention_head_dim == 12  # a UNet: no DiT to fit
+    with pytest.raises(UserError, match="dit_width 128 is not a multiple of attention_head_dim 12"):
+        preset("smoke", attention_head_dim=12, backbone="dit")
