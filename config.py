@@ -1,19 +1,23 @@
-"""One typed config for every script: presets by name, `--key=value` overrides, JSON beside each run.
+"""One typed config for every script: what a model is (ModelSpec, saved with it), how a run goes
+(RunSpec, what --resume may change), presets by name, `--key=value` options, and the defaults that
+several scripts share.
 
 Usage (in a script):
     opts = MyOptions()
-    cfg, given = parse_args(argv, __doc__, opts)       # Config from --preset plus overrides; opts set too
+    cfg, given = parse_args(argv, __doc__, opts)       # cfg.model, cfg.run from --preset plus options
     parse_args(argv, __doc__, opts, config=False)      # a script without a training config
 
 Every option is a dataclass field declared with `option(default, "help")`: the field is the one place
 that holds its type, its default and its description, and `--help` is built from it. Booleans take
 true/false (a bare `--flag` means true); tuples take comma-separated values. An unknown key, a value of
-the wrong type or a value out of range stops with one sentence.
+the wrong type or a value out of range stops with one sentence. This module imports no torch, so
+`--help` and option errors answer at once.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import json
 import re
@@ -26,6 +30,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SIZE = 32  # the seed's image size, used when the data has no single size of its own
+EPOCHS = 500  # the seed's training length, used when max_steps is 0
+OUTPUTS = "outputs"  # where scripts write by default: ignored by git, so no committed file is touched
+SHIPPED = "pretrained"  # the shipped prompt model (pretrained/terrain: the terrain model)
+
+# Sampling defaults of every script. name -> default steps. DPM-Solver++ at 10 steps scored within 5%
+# of DDPM-1000's FD-Lite0 (RESULTS.md: samplers); guidance 3 scored best (README).
+SAMPLER_STEPS = {"ddpm": 1000, "ddim": 50, "dpm": 10}
+SAMPLER, GUIDANCE, PALETTE = "dpm", 3.0, "data"
+# Colours a model's palette keeps: 128 scored better than 32, 64 and 256 (RESULTS.md, palettes) and
+# gives about as many colours per sprite as the icons have.
+PALETTE_COLOURS = 128
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -47,60 +62,61 @@ def option(default: Any, help: str, flag: str = "") -> Any:
 
 
 @dataclass
-class Config:
-    # data
-    data_dir: str = option("data/dcss_items", "folder of sprites (recursive; several: comma-separated); "
-                                              "the class of an image is its first-level subfolder, "
-                                              "its caption is in metadata.jsonl")
+class ModelSpec:
+    """What a model is: saved with it, fixed for its life; all that loading it needs."""
     image_size: int = option(0, f"side in pixels the model works at; 0: the data's own size when all "
                                 f"images share one, else {DEFAULT_SIZE} (resized with NEAREST)")
     channels: int = option(3, "3: RGB, transparency composited on --background; 4: RGBA, the model "
                               "learns transparency")
     background: str = option("#000000", "colour under transparent pixels for RGB models (#rrggbb)")
-    flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
-    # model: diffusers UNet2DModel; the up blocks mirror the down blocks
-    backbone: str = option("unet", "unet | dit (a diffusion transformer on patches of 2 pixels) | vae "
-                                   "(the autoencoder of latent diffusion, for --latent)")
+    backbone: str = option("unet", "unet (diffusers UNet2DModel) | dit (a diffusion transformer on "
+                                   "patches of 2 pixels) | vae (the autoencoder of latent diffusion, "
+                                   "for --latent)")
     block_out_channels: tuple[int, ...] = option((64, 128, 256), "channels of each UNet level")
     layers_per_block: int = option(2, "ResNet layers per UNet level")
     down_block_types: tuple[str, ...] = option(("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
                                                "DownBlock2D or AttnDownBlock2D (self-attention) for "
-                                               "each level")
-    attention_head_dim: int = option(8, "channels per attention head (32: same parameters, 1.2x faster "
-                                        "on CPU)")
+                                               "each level; the up path mirrors it")
+    attention_head_dim: int = option(8, "channels per attention head")
     norm_num_groups: int = option(32, "GroupNorm groups; must divide every block_out_channels entry")
     dit_width: int = option(128, "backbone=dit: channels of each token (a multiple of attention_head_dim)")
-    dit_layers: int = option(4, "backbone=dit: transformer blocks (4 x 128 trains as fast as the cpu "
-                                "preset's UNet)")
+    dit_layers: int = option(4, "backbone=dit: transformer blocks")
     latent: str = option("", "latent diffusion: a trained autoencoder (a --backbone=vae run); the model "
                              "learns its latents, sampling decodes them")
-    conditional: bool = option(False, "class-conditional: one embedding per class folder, plus "
-                                      "'no class'")
-    prompts: str = option("none", "condition on captions through a frozen text encoder: none | cross "
-                                  "(cross-attention on its token embeddings) | pooled (its sentence "
-                                  "vector added to the time embedding) | both")
-    cond_dropout: float = option(0.1, "share of class labels or captions replaced by 'none' (for "
-                                      "classifier-free guidance)")
-    # diffusion: 1000 timesteps, betas 1e-4..0.02 (the seed's; model.build_scheduler)
-    beta_schedule: str = option("linear", "noise schedule: linear | scaled_linear | squaredcos_cap_v2")
-    prediction_type: str = option("epsilon", "what the UNet predicts: epsilon | v_prediction | sample")
+    condition: str = option("none", "what a sprite is asked for by: none | class (its first-level "
+                                    "folder) | text (its caption, through a frozen text encoder)")
+    text_inputs: str = option("both", "condition=text: how the text enters: cross (cross-attention on "
+                                      "its token embeddings) | pooled (its sentence vector added to "
+                                      "the time embedding) | both; a DiT takes cross only")
+    beta_schedule: str = option("linear", "noise schedule over 1000 steps: linear | scaled_linear | "
+                                          "squaredcos_cap_v2")
+    prediction_type: str = option("epsilon", "what the network predicts: epsilon | v_prediction | sample")
+
+
+@dataclass
+class RunSpec:
+    """How a run goes: the data, the optimiser, the budget, logging; --resume may change any of it."""
+    data_dir: str = option("data/dcss_items", "folder of sprites (recursive; several: comma-separated); "
+                                              "the class of an image is its first-level subfolder, "
+                                              "its caption is in metadata.jsonl")
+    flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
+    cond_dropout: float = option(0.1, "share of classes or captions replaced by 'none' in training "
+                                      "(for classifier-free guidance)")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
-    # optimisation: Adam, gradients clipped to norm 1
     lr: float = option(1e-4, "Adam learning rate (after warm-up)")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
     batch_size: int = option(16, "images per step (per process)")
-    max_steps: int = option(0, "training length in optimiser steps; 0: 500 epochs (the seed's length)")
-    max_minutes: float = option(0.0, "also stop (and export) after this many minutes of training steps; "
-                                     "0: no limit")
+    max_steps: int = option(0, f"training length in optimiser steps; 0: {EPOCHS} epochs (the seed's)")
+    max_minutes: float = option(0.0, "also stop (and export) after this many minutes of training, "
+                                     "counted over the whole run (resumes included); 0: no limit")
     ema_decay: float = option(0.999, "decay of the weights' moving average (the exported weights)")
-    mixed_precision: str = option("no", "no | bf16 | fp16 (GPU; bf16 is 15x slower on this CPU)")
-    compile: bool = option(False, "torch.compile the UNet (GPU; minutes to compile on a CPU)")
-    # run
+    mixed_precision: str = option("no", "no | bf16 | fp16 (autocast; for GPUs, RESULTS.md: speed)")
+    compile: bool = option(False, "torch.compile the network (for GPUs; minutes to compile on a CPU)")
     seed: int = option(0, "seed of the model's initialisation and of every step's randomness")
     out_dir: str = option("runs", "folder that holds the runs")
     run_name: str = option("", "the run's folder under out_dir; default: a timestamp and the preset")
-    device: str = option("auto", "auto | cpu | cuda")
+    device: str = option("auto", "auto (a GPU if one is visible) | cpu | cuda")
     threads: int = option(0, "CPU threads for torch; 0: torch's default")
     log_every: int = option(10, "steps between writes to losses.csv (and checks of max_minutes)")
     sample_every: int = option(1000, "steps between sample grids; 0: only at the end")
@@ -108,29 +124,51 @@ class Config:
     num_samples: int = option(16, "images in each sample grid; 0: no grids")
 
 
-EPOCHS = 500  # the seed's training length, used when max_steps is 0
+@dataclass
+class Config:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    run: RunSpec = field(default_factory=RunSpec)
 
-# name: (what it is for, values that differ from Config's defaults)
+
+
+@dataclass
+class SamplingOptions:
+    """The options of every script that samples a model (generate.py, evaluate.py), described once."""
+    model: str = option("", f"a run, an exported model or a folder of runs (its latest); default: the "
+                            f"latest run under runs/, else the shipped model ({SHIPPED}/)")
+    seed: int = option(0, "seed of the starting noise")
+    sampler: str = option(SAMPLER, f"{' | '.join(SAMPLER_STEPS)} (DPM-Solver++)")
+    steps: int = option(0, "sampler steps; 0: the sampler's default (" + ", ".join(
+        f"{k} {v}" for k, v in SAMPLER_STEPS.items()) + ")")
+    classes: str = option("", "class models: class names (comma-separated), 'all' (a row each) or "
+                              "'none' (unconditional); default: the classes in turn", flag="class")
+    guidance: float = option(GUIDANCE, "classifier-free guidance scale for conditional models (1: plain "
+                                       "conditional)")
+    palette: str = option(PALETTE, "snap colours to: data (the training data's, saved with the model) | "
+                                   "none | a .hex or .gpl file")
+
+MODEL_KEYS = frozenset(f.name for f in fields(ModelSpec))
+RUN_KEYS = frozenset(f.name for f in fields(RunSpec))
+
+# The small UNet every CPU preset shares: 2.6M parameters, v-prediction, lr 8e-4 (recipes.py chose it).
+_CPU = dict(block_out_channels=(32, 64, 128), layers_per_block=1, lr=8e-4, warmup_steps=100,
+            ema_decay=0.998, min_snr_gamma=5.0, prediction_type="v_prediction", max_steps=8000,
+            ckpt_every=250)
+
+# name: (what it is for, values that differ from the specs' defaults)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "seed": ("the reference setup of the original script: 14.7M UNet, RGB, Adam 1e-4, batch 16, "
-             "500 epochs (about 6 h on 2 CPU cores)", {}),
-    "cpu": ("the model to train on a CPU, about 90 minutes on 2 cores: 2.6M UNet, RGBA, "
+             "500 epochs (hours on a CPU)", {}),
+    "cpu": ("a model to train on a CPU, 8,000 steps (about 27 min on 2 cores): 2.6M UNet, RGBA, "
             "class-conditional, v-prediction, lr 8e-4; chosen by recipes.py (RESULTS.md)",
-            dict(block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, conditional=True,
-                 lr=8e-4, warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
-                 prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
-    "prompt": ("the cpu model conditioned on captions instead of classes, trained on the item icons "
-               "and the monsters: generate.py --prompt='a blue book'",
-               dict(block_out_channels=(32, 64, 128), layers_per_block=1, channels=4, prompts="both",
-                    attention_head_dim=32, data_dir="data/dcss_items,data/dcss_monsters", lr=8e-4,
-                    warmup_steps=100, ema_decay=0.998, min_snr_gamma=5.0,
-                    prediction_type="v_prediction", max_steps=8000, ckpt_every=250)),
+            dict(_CPU, channels=4, condition="class")),
+    "prompt": ("the shipped model's recipe: the cpu model conditioned on captions instead of classes, "
+               "trained on the item icons and the monsters: generate.py --prompt='a blue book'",
+               dict(_CPU, channels=4, condition="text", attention_head_dim=32,
+                    data_dir="data/dcss_items,data/dcss_monsters")),
     "terrain": ("the cpu UNet on the 1,756 floor, wall and water tiles, RGB, one class each: the "
                 "model for seamless tiles (generate.py --tileable)",
-                dict(block_out_channels=(32, 64, 128), layers_per_block=1, conditional=True,
-                     attention_head_dim=32, data_dir="data/dcss_terrain", lr=8e-4, warmup_steps=100,
-                     ema_decay=0.998, min_snr_gamma=5.0, prediction_type="v_prediction",
-                     max_steps=8000, ckpt_every=250)),
+                dict(_CPU, condition="class", attention_head_dim=32, data_dir="data/dcss_terrain")),
     "vae": ("the autoencoder of latent diffusion (train.py --latent=runs/<this run>): 32x32 RGBA icons "
             "to 8x8x4 latents",
             dict(backbone="vae", block_out_channels=(32, 64, 64), layers_per_block=1, channels=4,
@@ -144,66 +182,93 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flat key=value pairs -> (the model spec's, the run spec's); an unknown key is an error."""
+    unknown = set(values) - MODEL_KEYS - RUN_KEYS
+    if unknown:
+        raise UserError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    return ({k: v for k, v in values.items() if k in MODEL_KEYS},
+            {k: v for k, v in values.items() if k in RUN_KEYS})
+
+
 def preset(name: str, **overrides: Any) -> Config:
-    """A Config from a named preset plus keyword overrides (validated)."""
+    """A Config from a named preset plus flat keyword overrides (validated)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    cfg = dataclasses.replace(Config(), **{**PRESETS[name][1], **overrides})
+    model, run = split({**PRESETS[name][1], **overrides})
+    cfg = Config(ModelSpec(**model), RunSpec(**run))
     validate(cfg)
     return cfg
 
 
-def up_block_types(cfg: Config) -> tuple[str, ...]:
+def up_block_types(spec: ModelSpec) -> tuple[str, ...]:
     """The up path mirrors the down path: DownBlock2D -> UpBlock2D, AttnDownBlock2D -> AttnUpBlock2D."""
-    return tuple(t.replace("Down", "Up") for t in reversed(cfg.down_block_types))
+    return tuple(t.replace("Down", "Up") for t in reversed(spec.down_block_types))
 
 
-def downsampling(cfg: Config) -> int:
-    return 2 ** (len(cfg.block_out_channels) - 1)
+def downsampling(spec: ModelSpec) -> int:
+    return 2 ** (len(spec.block_out_channels) - 1)
+
+
+CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
+           "prediction_type": ("epsilon", "v_prediction", "sample"), "mixed_precision": ("no", "bf16", "fp16"),
+           "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text"),
+           "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}
 
 
 def validate(cfg: Config) -> None:
     """Reject values that would fail later, deep inside torch, with a message naming the key."""
+    validate_model(cfg.model)
+    r = cfg.run
+
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise UserError(msg)
 
-    for key in ("lr", "batch_size", "norm_num_groups", "attention_head_dim", "log_every", "ckpt_every",
-                "dit_width", "dit_layers"):
-        need(getattr(cfg, key) > 0, f"{key} must be positive, got {getattr(cfg, key)}")
-    for key in ("image_size", "max_steps", "max_minutes", "warmup_steps", "sample_every", "threads",
-                "num_samples", "min_snr_gamma"):
-        need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
+    for key in ("lr", "batch_size", "log_every", "ckpt_every"):
+        need(getattr(r, key) > 0, f"{key} must be positive, got {getattr(r, key)}")
+    for key in ("max_steps", "max_minutes", "warmup_steps", "sample_every", "threads", "num_samples",
+                "min_snr_gamma"):
+        need(getattr(r, key) >= 0, f"{key} must be >= 0, got {getattr(r, key)}")
     for key in ("flip_p", "cond_dropout", "ema_decay"):
-        need(0 <= getattr(cfg, key) <= 1, f"{key} must be in [0, 1], got {getattr(cfg, key)}")
-    need(cfg.channels in (3, 4), f"channels must be 3 (RGB) or 4 (RGBA), got {cfg.channels}")
-    need(cfg.backbone != "dit" or cfg.dit_width % cfg.attention_head_dim == 0,
-         f"dit_width {cfg.dit_width} is not a multiple of attention_head_dim {cfg.attention_head_dim}")
-    need(cfg.backbone != "dit" or cfg.prompts in ("none", "cross"),
-         "a DiT takes prompts through cross-attention only: use --prompts=cross")
-    need(not (cfg.backbone == "vae" and cfg.latent), "an autoencoder (backbone=vae) works on pixels: "
-                                                     "drop --latent")
-    need(not (cfg.conditional and cfg.prompts != "none"),
-         "a model takes classes (--conditional) or prompts (--prompts), not both")
-    need(len(cfg.block_out_channels) == len(cfg.down_block_types),
-         f"block_out_channels has {len(cfg.block_out_channels)} entries but down_block_types has "
-         f"{len(cfg.down_block_types)}")
-    for t in cfg.down_block_types:
+        need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")
+    for key in ("mixed_precision", "device"):
+        need(getattr(r, key) in CHOICES[key], f"{key} must be one of {', '.join(CHOICES[key])}; "
+                                              f"got {getattr(r, key)!r}")
+
+
+def validate_model(s: ModelSpec) -> None:
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise UserError(msg)
+
+    for key in ("norm_num_groups", "attention_head_dim", "dit_width", "dit_layers"):
+        need(getattr(s, key) > 0, f"{key} must be positive, got {getattr(s, key)}")
+    need(s.image_size >= 0, f"image_size must be >= 0, got {s.image_size}")
+    for key in ("beta_schedule", "prediction_type", "condition", "text_inputs", "backbone"):
+        need(getattr(s, key) in CHOICES[key], f"{key} must be one of {', '.join(CHOICES[key])}; "
+                                              f"got {getattr(s, key)!r}")
+    need(s.channels in (3, 4), f"channels must be 3 (RGB) or 4 (RGBA), got {s.channels}")
+    need(s.backbone != "dit" or s.dit_width % s.attention_head_dim == 0,
+         f"dit_width {s.dit_width} is not a multiple of attention_head_dim {s.attention_head_dim}")
+    need(s.backbone != "dit" or s.condition != "text" or s.text_inputs == "cross",
+         "a DiT takes text through cross-attention only: add --text_inputs=cross")
+    need(not (s.backbone == "vae" and s.latent), "an autoencoder (backbone=vae) works on pixels: "
+                                                 "drop --latent")
+    need(s.backbone != "vae" or s.condition == "none", "an autoencoder (backbone=vae) takes no "
+                                                       "condition: drop --condition")
+    need(len(s.block_out_channels) == len(s.down_block_types),
+         f"block_out_channels has {len(s.block_out_channels)} entries but down_block_types has "
+         f"{len(s.down_block_types)}")
+    for t in s.down_block_types:
         need(t in ("DownBlock2D", "AttnDownBlock2D"),
              f"down_block_types: {t!r} is not DownBlock2D or AttnDownBlock2D")
-    need(all(c % cfg.norm_num_groups == 0 for c in cfg.block_out_channels),
-         f"every block_out_channels entry must be divisible by norm_num_groups={cfg.norm_num_groups}")
-    need(cfg.image_size % downsampling(cfg) == 0,
-         f"image_size {cfg.image_size} is not divisible by {downsampling(cfg)}, the UNet's "
+    need(all(c % s.norm_num_groups == 0 for c in s.block_out_channels),
+         f"every block_out_channels entry must be divisible by norm_num_groups={s.norm_num_groups}")
+    need(s.image_size % downsampling(s) == 0,
+         f"image_size {s.image_size} is not divisible by {downsampling(s)}, the UNet's "
          "downsampling factor")
-    choices = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
-               "prediction_type": ("epsilon", "v_prediction", "sample"),
-               "mixed_precision": ("no", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-               "prompts": ("none", "cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}
-    for key, allowed in choices.items():
-        need(getattr(cfg, key) in allowed, f"{key} must be one of {', '.join(allowed)}; "
-                                           f"got {getattr(cfg, key)!r}")
-    parse_color(cfg.background)
+    parse_color(s.background)
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -220,7 +285,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
 # ----------------------------------------------------------------------------- the command line
 
 def _field_types(obj: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(obj))
+    hints = typing.get_type_hints(obj if isinstance(obj, type) else type(obj))
     return {f.name: hints[f.name] for f in fields(obj)}
 
 
@@ -260,6 +325,10 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+GROUPS = {ModelSpec: "model (what it is: saved with it)",
+          RunSpec: "run (how training goes: --resume may change these)"}
+
+
 def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
     """An argparse parser whose options are the targets' fields, each with its type, default and help."""
     named = re.search(r"python (\w+\.py)", doc)  # the script, as its usage docstring names it
@@ -282,8 +351,7 @@ def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
         parser.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME",
                             help=f"start from a preset: {', '.join(PRESETS)} (default: seed)")
     for target in targets:
-        group = parser.add_argument_group(
-            "training config" if isinstance(target, Config) else f"{script} options")
+        group = parser.add_argument_group(GROUPS.get(type(target), f"{script} options"))
         for f in fields(target):
             typ = _field_types(target)[f.name]
             name = f.metadata.get("flag") or f.name
@@ -295,32 +363,40 @@ def build_parser(doc: str, targets: tuple[Any, ...], config: bool) -> _Parser:
     return parser
 
 
+def _unknown(arg: str, parser: _Parser) -> UserError:
+    """One sentence for an option the script does not take: the closest ones, else them all."""
+    if not arg.startswith("--"):
+        return UserError(f"arguments look like --key=value, got {arg!r}")
+    name = arg.split("=")[0]
+    valid = sorted(s for a in parser._actions for s in a.option_strings if s.startswith("--")
+                   and s != "--help")
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    if close:
+        return UserError(f"unknown option {name}; did you mean {' or '.join(close)}?")
+    return UserError(f"unknown option {name}; valid options: {', '.join(valid)}")
+
+
 def parse_args(argv: list[str], doc: str, *targets: Any, config: bool = True,
                default_preset: str = "seed") -> tuple[Config | None, dict[str, Any]]:
     """Set the targets' fields from `--key=value` options and return the Config (from `--preset`, else
     default_preset, with the overrides applied; None when config=False) and the options given.
     `-h` / `--help` prints the help and exits."""
-    if config:
-        targets = (Config(), *targets)
-    parser = build_parser(doc, targets, config)
+    specs = (ModelSpec(), RunSpec()) if config else ()
+    parser = build_parser(doc, (*specs, *targets), config)
     ns, extra = parser.parse_known_args(argv)
-    for arg in extra:
-        if not arg.startswith("--"):
-            raise UserError(f"arguments look like --key=value, got {arg!r}")
-        valid = sorted(["preset"] * config + [a.option_strings[0][2:] for a in parser._actions
-                                              if a.option_strings and a.dest not in ("help", "preset")])
-        raise UserError(f"unknown option {arg.split('=')[0]}; valid options: "
-                        + ", ".join(f"--{k}" for k in valid))
+    if extra:
+        raise _unknown(extra[0], parser)
     given = dict(vars(ns))
     cfg = None
     if config:
-        cfg = preset(given.pop("preset", default_preset))
-        targets = (cfg, *targets[1:])
+        spec_keys = MODEL_KEYS | RUN_KEYS
+        cfg = preset(given.get("preset", default_preset),
+                     **{k: v for k, v in given.items() if k in spec_keys})
     for key, value in given.items():
-        setattr(next(t for t in targets if key in _field_types(t)), key, value)
-    if cfg is not None:
-        validate(cfg)
-    return cfg, vars(ns)
+        target = next((t for t in targets if key in _field_types(t)), None)
+        if target is not None:
+            setattr(target, key, value)
+    return cfg, given
 
 
 def script(main: typing.Callable[[list[str]], int | None]) -> typing.Callable[[list[str]], int]:
@@ -335,30 +411,64 @@ def script(main: typing.Callable[[list[str]], int | None]) -> typing.Callable[[l
     return wrapped
 
 
-# ----------------------------------------------------------------------------- saved configs
+# ----------------------------------------------------------------------------- saved specs
+
+def _typed(cls: type, values: dict[str, Any]) -> Any:
+    """A spec dataclass from saved JSON values; tuples come back from lists."""
+    types_ = _field_types(cls)
+    unknown = set(values) - set(types_)
+    if unknown:
+        raise UserError(f"{cls.__name__} has no keys {', '.join(sorted(unknown))}")
+    return cls(**{k: tuple(v) if typing.get_origin(types_[k]) is tuple else v for k, v in values.items()})
+
+
+def from_legacy(flat: dict[str, Any]) -> dict[str, Any]:
+    """The one flat config of models saved before the model/run split (the shipped ones among them):
+    `conditional` and `prompts` become `condition` and `text_inputs`."""
+    flat = dict(flat)
+    conditional, prompts = flat.pop("conditional", False), flat.pop("prompts", "none")
+    flat["condition"] = "text" if prompts != "none" else "class" if conditional else "none"
+    if prompts != "none":
+        flat["text_inputs"] = prompts
+    return flat
+
+
+def model_from_dict(d: dict[str, Any]) -> ModelSpec:
+    spec = _typed(ModelSpec, d)
+    validate_model(spec)
+    return spec
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """{"model": ..., "run": ...}, or a legacy flat config."""
+    if "model" not in d:
+        model, run = split(from_legacy(d))
+        d = {"model": model, "run": run}
+    cfg = Config(_typed(ModelSpec, d["model"]), _typed(RunSpec, d["run"]))
+    validate(cfg)
+    return cfg
+
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-def from_dict(d: dict[str, Any]) -> Config:
-    """Config from saved JSON; tuples come back from lists. Keys this version does not know are an error."""
-    types_ = _field_types(Config())
-    unknown = set(d) - set(types_)
-    if unknown:
-        raise UserError(f"config has unknown keys: {', '.join(sorted(unknown))}")
-    values = {k: tuple(v) if typing.get_origin(types_[k]) is tuple else v for k, v in d.items()}
-    cfg = Config(**values)
-    validate(cfg)
-    return cfg
 
 
 def save(cfg: Config, path: Path) -> None:
     path.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
 
+def latest_run(out_dir: str | Path = "runs", samplers_only: bool = False) -> Path | None:
+    """The most recently changed run folder (one with a config.json) under out_dir; with
+    samplers_only, of the runs that can sample (not an autoencoder's)."""
+    root = Path(out_dir)
+    runs = [p.parent for p in root.glob("*/config.json")] if root.is_dir() else []
+    if samplers_only:
+        runs = [r for r in runs if load(r / "config.json").model.backbone != "vae"]
+    return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def load(path: Path) -> Config:
     try:
-        return from_dict(json.loads(Path(path).read_text()))
+        return config_from_dict(json.loads(Path(path).read_text()))
     except (OSError, json.JSONDecodeError, TypeError) as e:
         raise UserError(f"cannot read config {path}: {e}") from None

@@ -2,7 +2,7 @@
 
 Usage:
     python dataset.py --data_dir=path/to/my/sprites --channels=4    # what the loader makes of a folder
-    data = load_folder(cfg)                        # PixelData(images uint8 N,C,H,W, labels, classes)
+    data = load_folder("data/dcss_items", spec)    # PixelData(images uint8 N,C,H,W, labels, classes)
     x = augment(data.images[idx].to(device), cfg.flip_p, generator)   # float in [-1, 1]
 
 Pixel art rules: images are trained at their own size when they all share one (else 32x32, see
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import (DEFAULT_SIZE, Config, UserError, downsampling, parse_args, parse_color,
+from config import (DEFAULT_SIZE, ModelSpec, UserError, downsampling, parse_args, parse_color,
                     resolve_path, script)
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
@@ -189,11 +189,11 @@ def common_size(entries: list[tuple[Path, str]]) -> int:
     return w if w == h else 0
 
 
-def pick_size(cfg: Config, entries: list[tuple[Path, str]]) -> int:
-    """cfg.image_size, else the data's own size when all images share one, else DEFAULT_SIZE."""
-    if cfg.image_size:
-        return cfg.image_size
-    own, factor = common_size(entries), downsampling(cfg)
+def pick_size(spec: ModelSpec, entries: list[tuple[Path, str]]) -> int:
+    """spec.image_size, else the data's own size when all images share one, else DEFAULT_SIZE."""
+    if spec.image_size:
+        return spec.image_size
+    own, factor = common_size(entries), downsampling(spec)
     if own and own % factor:
         up = -(-own // factor) * factor
         raise UserError(f"the images are {own}x{own}, which this UNet (downsampling factor {factor}) "
@@ -202,18 +202,19 @@ def pick_size(cfg: Config, entries: list[tuple[Path, str]]) -> int:
     return own or DEFAULT_SIZE
 
 
-def load_folder(cfg: Config, log=print) -> PixelData:
-    """Decode every image under cfg.data_dir once, at pick_size(). Bad files are reported (one line
-    each) and skipped; padding and resizing are reported in one line each."""
-    roots = data_dirs(cfg.data_dir)
+def load_folder(data_dir: str, spec: ModelSpec, log=print) -> PixelData:
+    """Decode every image under data_dir (comma-separated folders) once, at pick_size(), in the
+    model's channels. Bad files are reported (one line each) and skipped; padding and resizing are
+    reported in one line each."""
+    roots = data_dirs(data_dir)
     entries = [e for root in roots for e in list_images(root)]
     captions = {f: t for root in roots for f, t in read_captions(root, log).items()}
-    size = pick_size(cfg, entries)
-    background = parse_color(cfg.background)
+    size = pick_size(spec, entries)
+    background = parse_color(spec.background)
     arrays, names, files, skipped, notes = [], [], [], [], []
     for path, cls in entries:
         try:
-            arr, note = load_image(path, size, cfg.channels, background)
+            arr, note = load_image(path, size, spec.channels, background)
         except BadImage as e:
             log(f"warning: skipping {path}: {e}")
             skipped.append((path, str(e)))
@@ -226,7 +227,7 @@ def load_folder(cfg: Config, log=print) -> PixelData:
     if skipped:
         log(f"skipped {len(skipped)} of {len(entries)} files")
     if not arrays:
-        raise UserError(f"none of the {len(entries)} image files under {cfg.data_dir} could be read")
+        raise UserError(f"none of the {len(entries)} image files under {data_dir} could be read")
     uncaptioned = [f for f in files if f not in captions]
     if captions and uncaptioned:
         log(f"warning: {len(uncaptioned)} images have no caption in metadata.jsonl (first: "
@@ -250,9 +251,14 @@ def load_folder(cfg: Config, log=print) -> PixelData:
 def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:
     """uint8 N,C,H,W -> float in [-1, 1] (float input, a latent model's latents, is kept as it is),
     each image flipped left-right with probability flip_p."""
-    x = batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
+    x = to_unit(batch) if batch.dtype == torch.uint8 else batch
     flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < flip_p
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [-1, 1], as the networks see pixels."""
+    return images.float() / 127.5 - 1
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -288,9 +294,9 @@ def upscale(img: Image.Image, scale: int) -> Image.Image:
 @script
 def main(argv: list[str]) -> None:
     cfg, _ = parse_args(argv, __doc__)
-    data = load_folder(cfg)
+    data = load_folder(cfg.run.data_dir, cfg.model)
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
-    print(f"{len(data.files)} images from {cfg.data_dir} -> tensor "
+    print(f"{len(data.files)} images from {cfg.run.data_dir} -> tensor "
           f"{tuple(data.images.shape)} uint8, {len(data.classes)} classes:")
     print(", ".join(f"{c} ({n})" for c, n in zip(data.classes, counts)))
 

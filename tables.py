@@ -1,0 +1,221 @@
+"""Evaluation tables that sample a model: the score of its samples against data, and the sweeps
+and tables of evaluate.py. Every function takes the model, the data and one options object (o: the
+fields of config.SamplingOptions, plus num_samples, per_class and captions where used).
+
+Usage:
+    samples, data, labels = samples_and_data(m, data, o)
+    report = metrics.score(samples, data.images, labels=labels)
+    prompt_table(m, data, features(data.images), o)
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from config import UserError
+from dataset import PixelData, make_grid, to_uint8, to_unit
+from metrics import (border_difference, copies, features, frechet, lite0, probe_for, seam_ratio)
+from model import Loaded
+from sampling import SampleRequest, sample
+from sprites import SpriteRequest, generate
+
+
+def sprites(m: Loaded, o, wanted: list, **changes) -> torch.Tensor:
+    """Snapped uint8 sprites for `wanted`, sampled with o's seed, sampler, steps, guidance and palette
+    (each overridable by `changes`)."""
+    req = SpriteRequest(wanted, o.seed, o.sampler, o.steps, o.guidance, o.palette)
+    return generate(m, dataclasses.replace(req, **changes))[0]
+
+
+def samples_and_data(m: Loaded, data: PixelData, o) -> tuple[torch.Tensor, tuple | None]:
+    """(samples uint8, labels) of a model sampled as generate.py samples, o.num_samples of them (0:
+    as many as the data has images); labels = (each sample's class, each data image's class, the
+    class names) when known. With o.captions, the data's captions in turn (text models)."""
+    n = o.num_samples or len(data.images)
+    print(f"sampling {n} icons from {m.source} ({o.sampler}{'-' + str(o.steps) if o.steps else ''})")
+    turn = torch.arange(n)
+    if o.captions:
+        if m.condition.kind != "text":
+            raise UserError(f"--captions: this model takes no prompts (condition={m.condition.kind})")
+        wanted = m.condition.of(data, turn % len(data.images))
+        return (sprites(m, o, wanted, progress=True),
+                (data.labels[turn % len(data.labels)], data.labels, data.classes))
+    subset = data.classes != m.classes and set(data.classes) <= set(m.classes)
+    if o.classes or not subset:
+        _, wanted = m.condition.request(o.classes, (), n)
+        in_turn = not o.classes and data.classes == m.classes and wanted == m.condition.defaults(n)
+        in_turn = in_turn and all(w in data.classes for w in wanted)
+        labels = (turn % len(data.classes), data.labels, data.classes) if in_turn else None
+        return sprites(m, o, wanted, progress=True), labels
+    # Reference data with some of the model's classes (the items of an items-and-monsters model):
+    # those classes in turn, as generate.py cycles through all of them.
+    wanted = [data.classes[i % len(data.classes)] for i in range(n)]
+    return sprites(m, o, wanted, progress=True), (turn % len(data.classes), data.labels, data.classes)
+
+
+def guidance_sweep(m: Loaded, data: PixelData, f_data: torch.Tensor, o, scales: tuple[float, ...]) -> dict:
+    """For each guidance scale: the share of conditional samples the probe assigns to the class they
+    were asked for (overall and per class), and their FD-Lite0 against the data (features f_data)."""
+    if m.condition.kind == "none":
+        raise UserError("--guidance_sweep needs a class or text model (this one is unconditional)")
+    net = lite0()
+    probe, mean, std, held_acc = probe_for(data.images, data.labels, len(data.classes), f_data, net)
+    _, wanted = m.condition.request("all", (), o.per_class)
+    want = torch.arange(len(m.classes)).repeat_interleave(o.per_class)
+    rows = []
+    for w in scales:
+        images = sprites(m, o, wanted, guidance=w)
+        f = features(images, net)
+        hit = (probe((f - mean) / std).argmax(1) == want).double()
+        per_class_acc = {c: hit[want == i].mean().item() for i, c in enumerate(m.classes)}
+        copied = {c: copies(images[want == i], data.images) for i, c in enumerate(m.classes)}
+        rows.append({"guidance": w, "accuracy": hit.mean().item(), "fd_lite0": frechet(f, f_data),
+                     "per_class": per_class_acc, "per_class_copies": copied})
+        print(f"guidance {w}: class accuracy {hit.mean():.1%}, FD-Lite0 {rows[-1]['fd_lite0']:.1f}")
+    counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
+    return {"probe_held_out_accuracy": held_acc, "per_class_samples": o.per_class,
+            "class_counts": dict(zip(data.classes, counts)), "rows": rows}
+
+
+TABLE_CLASSES = ("potion", "book", "weapon", "armour", "wand", "gold")  # 12 or more icons each
+TABLE_COLOURS = ("red", "blue", "green", "yellow")
+
+
+def prompt_table(m: Loaded, data: PixelData, f_data: torch.Tensor, o) -> dict:
+    """Does the prompt come through? For each class x colour prompt ('a red potion'), including pairs
+    the data does not hold: the share of samples the probe (trained on these classes' icons) assigns
+    to the class, the share whose main colour (palette.main_colours, the captions' rule) is the
+    named one, and, over all of them, FD-Lite0 against these classes' icons and exact copies. A class
+    model is asked for the class alone, so its colour accuracy is the chance level to beat."""
+    from palette import main_colours
+    classes = [c for c in TABLE_CLASSES if c in data.classes]
+    if not classes or m.condition.kind == "none":
+        raise UserError("--prompt_table needs a text or class model trained on some of the classes "
+                        + ", ".join(TABLE_CLASSES))
+    net = lite0()
+    keep = torch.tensor([data.classes[i] in classes for i in data.labels])
+    images = data.images[keep]
+    labels = torch.tensor([classes.index(data.classes[i]) for i in data.labels[keep]])
+    probe, mean, std, held_acc = probe_for(images, labels, len(classes), f_data[keep], net)
+    pairs = [(cls, colour) for cls in classes for colour in TABLE_COLOURS]
+    prompts = tuple(f"a {colour} {cls}" for cls, colour in pairs)
+    asked = prompts if m.condition.kind == "text" else tuple(c for c, _ in pairs)  # a class model: the class
+    samples = sprites(m, o, [a for a in asked for _ in range(o.per_class)])
+    f = features(samples, net)
+    said = (probe((f - mean) / std).argmax(1)).view(len(pairs), o.per_class)
+    seen = {(data.classes[lab], (main_colours(img) or ["none"])[0])
+            for img, lab in zip(data.images, data.labels)}
+    rows = []
+    for i, (cls, colour) in enumerate(pairs):
+        batch = samples[i * o.per_class:(i + 1) * o.per_class]
+        rows.append({"prompt": prompts[i], "in_data": (cls, colour) in seen,
+                     "class_accuracy": (said[i] == classes.index(cls)).double().mean().item(),
+                     "colour_accuracy": float(np.mean([(main_colours(x) or [""])[0] == colour
+                                                       for x in batch]))})
+    result = {"probe_held_out_accuracy": held_acc, "per_prompt": o.per_class,
+              "class_accuracy": float(np.mean([r["class_accuracy"] for r in rows])),
+              "colour_accuracy": float(np.mean([r["colour_accuracy"] for r in rows])),
+              "unseen_colour_accuracy": float(np.mean([r["colour_accuracy"] for r in rows
+                                                       if not r["in_data"]] or [float("nan")])),
+              "fd_lite0": frechet(f, f_data[keep]), "copies": copies(samples, images), "rows": rows}
+    print(f"prompt table ({len(prompts)} prompts x {o.per_class}; probe held-out accuracy "
+          f"{held_acc:.0%}): class {result['class_accuracy']:.0%}, colour {result['colour_accuracy']:.0%} "
+          f"(pairs not in the data: {result['unseen_colour_accuracy']:.0%}), FD-Lite0 "
+          f"{result['fd_lite0']:.0f}, copies {result['copies']:.1%}")
+    return result
+
+
+def inpaint_table(m: Loaded, data: PixelData, f_data: torch.Tensor, o) -> list[dict]:
+    """Repaint the centre (half the side) of n data icons, each with its own class or caption, by
+    plain replacement of the known region at each step and by RePaint's resampling (2 and 4 times):
+    how much the fill's border differs from its surroundings (against the same icons' own border)
+    and FD-Lite0 of the filled icons against the data."""
+    n = o.num_samples or 64
+    pick = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(o.seed))[:n]
+    icons, size = data.images[pick], data.images.shape[-1]
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    cond, null = m.condition.encode(m.condition.of(data, pick))
+    truth = border_difference(icons, mask.bool())
+    rows = []
+    for name, resample in (("replace", 0), ("repaint-2", 2), ("repaint-4", 4)):
+        t0 = time.perf_counter()
+        req = SampleRequest(n, cond, null, o.seed, o.sampler, o.steps, o.guidance, init=to_unit(icons),
+                            mask=mask.expand(n, -1, -1, -1), resample=resample)
+        filled = torch.where(mask.bool(), to_uint8(sample(m.net, m.scheduler, req)), icons)
+        rows.append({"method": name, "border": border_difference(filled, mask.bool()),
+                     "border_of_the_icons": truth,
+                     "fd_lite0": frechet(features(filled), f_data),
+                     "seconds": time.perf_counter() - t0})
+        print(f"{name}: border difference {rows[-1]['border']:.1f} (the icons' own: {truth:.1f}), "
+              f"FD-Lite0 {rows[-1]['fd_lite0']:.0f}, {rows[-1]['seconds']:.0f} s")
+    return rows
+
+
+def seam_table(m: Loaded, o, picture: str = "") -> dict:
+    """The seam ratio of n sprites sampled with and without --tileable (same seeds and classes), and
+    a picture of the first 6 of each repeated 3x3 (top row: without, bottom: with)."""
+    n = o.num_samples or 64
+    _, wanted = m.condition.request("", (), n)
+    result, rows = {}, []
+    for tileable in (False, True):
+        images = sprites(m, o, wanted, tileable=tileable)
+        result["tileable" if tileable else "plain"] = seam_ratio(images)
+        rows.append(images[:6].repeat(1, 1, 3, 3))
+    print(f"seam ratio ({n} sprites; 1 = no seam): {result['plain']:.2f} without --tileable, "
+          f"{result['tileable']:.2f} with")
+    if picture:
+        Path(picture).parent.mkdir(parents=True, exist_ok=True)
+        make_grid(torch.cat(rows), ncols=min(6, n), scale=2, pad=4).save(picture)
+        print(f"wrote {picture}")
+    return result
+
+
+def sampler_sweep(m: Loaded, f_data: torch.Tensor, o, specs: tuple[str, ...], n: int) -> list[dict]:
+    """FD-Lite0 (against the data's features f_data) and seconds of each sampler-steps setting
+    ('dpm-20'), same model, seeds and count."""
+    net = lite0()
+    _, wanted = m.condition.request(o.classes, (), n)
+    rows = []
+    for spec in specs:
+        name, _, steps = spec.partition("-")
+        t0 = time.perf_counter()
+        images = sprites(m, o, wanted, sampler=name, steps=int(steps or 0))
+        seconds = time.perf_counter() - t0
+        rows.append({"sampler": spec, "fd_lite0": frechet(features(images, net), f_data),
+                     "seconds": seconds, "images_per_s": n / seconds})
+        print(f"{spec}: FD-Lite0 {rows[-1]['fd_lite0']:.1f}, {seconds:.1f} s for {n} icons")
+    return rows
+
+
+def print_report(r: dict) -> None:
+    s, f = r["samples"], r["floor"]
+    print(f"\n{r['num_samples']} samples against {r['num_data']} data images "
+          f"(floor: the data's mirror images)")
+    rows = [("FD-Lite0 (not Inception FID)", "fd_lite0", "{:.1f}"), ("KID x1000", "kid_mean", "{:.2f}"),
+            ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+            ("density", "density", "{:.3f}"), ("coverage", "coverage", "{:.3f}"),
+            ("exact copies of training icons", "copy_rate", "{:.1%}"),
+            ("nearest-neighbour distance ratio", "nn_ratio", "{:.2f}"),
+            ("colours per image, W1 to data", "colours_w1", "{:.2f}"),
+            ("colours per image (data {:.1f})".format(r["data"]["colours_mean"]), "colours_mean",
+             "{:.1f}"),
+            ("off-palette pixels", "off_palette", "{:.1%}"),
+            ("semi-transparent pixels (data {:.1%})".format(r["data"]["semi_transparent"]),
+             "semi_transparent", "{:.1%}")]
+    print(f"{'metric':42s} {'samples':>10s} {'floor':>10s}")
+    for label, key, fmt in rows:
+        scale = 1000 if key == "kid_mean" else 1
+        cells = ["-" if d[key] is None else fmt.format(d[key] * scale) for d in (s, f)]
+        print(f"{label:42s} {cells[0]:>10s} {cells[1]:>10s}")
+    if r.get("class_diversity"):
+        div = r["class_diversity"]
+        low = sorted(div, key=div.get)
+        lowest = ", ".join(f"{c} {div[c]:.2f}" for c in low[:3])
+        print(f"diversity within each class, samples over data (1: as varied): median "
+              f"{np.median(list(div.values())):.2f}; lowest {lowest}")
+

@@ -1,0 +1,405 @@
+"""The training loop, one generic function, and the objectives it trains: denoising diffusion and the
+autoencoder of latent diffusion. The loop never asks what it trains: an objective builds the network
+and gives the loss of a batch, a preview picture and the export.
+
+Usage:
+    cfg = preset("smoke", data_dir="data/dcss_items")
+    model_dir = train(cfg, Path("runs/x"))             # a new run
+    train(load_config("runs/x/config.json"), Path("runs/x"), resume=True)   # carried on, exactly
+
+A run folder holds config.json (the resolved model and run specs), palette.hex, losses.csv (step, loss,
+lr, seconds of training), loss.png, samples/step_*.png, checkpoint.pt (model, EMA, optimiser, step,
+config, RNG; written atomically) and at the end model/ (the export). Ctrl-C or SIGTERM saves a
+checkpoint and returns the run folder; resuming then gives exactly the losses of an unbroken run.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import config as config_mod
+from conditioning import for_model
+from config import EPOCHS, Config, RunSpec, UserError
+from dataset import PixelData, augment, load_folder, make_grid, to_uint8
+from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
+                   save_denoiser, save_meta)
+from palette import extract, save_hex
+from sampling import SampleRequest, sample
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- objectives
+
+class Diffusion:
+    """Denoising diffusion (DDPM's forward process): the network regresses the spec's target (noise,
+    v or the clean image) on images noised at random timesteps, with min-SNR-gamma weighting when the
+    run asks for it. A latent model learns the latents of its autoencoder."""
+
+    def __init__(self, cfg: Config, data: PixelData, device: torch.device, num_processes: int):
+        self.cfg, self.spec, self.run = cfg, cfg.model, cfg.run
+        self.condition = for_model(cfg.model, data.classes)
+        self.scheduler = build_scheduler(cfg.model)
+        self.vae = None
+        if cfg.model.latent:
+            self.vae = load_vae(cfg.model.latent).to(device)
+            if self.vae.config.in_channels != cfg.model.channels:
+                raise UserError(f"--latent={cfg.model.latent} encodes {self.vae.config.in_channels} "
+                                f"channels but this run has channels={cfg.model.channels}")
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the network learns: the images, or a latent model's latents of them (computed once;
+        flips then act on latents: a flipped latent decodes to about the flipped sprite)."""
+        return images if self.vae is None else encode(self.vae, images)
+
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        sched, spec = self.scheduler, self.spec
+        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g,
+                          device=g.device).to(x0.device)
+        cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
+        pred = net(sched.add_noise(x0, noise, t), t, **cond).sample.float()
+        target = {"epsilon": noise, "v_prediction": sched.get_velocity(x0, noise, t),
+                  "sample": x0}[spec.prediction_type]
+        per_image = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        if not self.run.min_snr_gamma:
+            return per_image.mean()
+        a = sched.alphas_cumprod.to(x0.device)[t]
+        snr = a / (1 - a)
+        clipped = snr.clamp(max=self.run.min_snr_gamma)
+        weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1), "sample": clipped}
+        return (per_image * weight[spec.prediction_type]).mean()
+
+    def preview(self, net, data: PixelData, out: Path) -> None:
+        """A grid from fixed noise (seeded) with the default sampler, so grids of successive steps
+        compare; a conditional model shows its default conditions (classes in turn, or captions)."""
+        n = self.run.num_samples
+        cond, null = self.condition.encode(self.condition.defaults(n))
+        x = sample(net, self.scheduler, SampleRequest(n, cond, null, seed=self.run.seed), self.vae)
+        make_grid(to_uint8(x)).save(out)
+
+    def export(self, net, data: PixelData, palette: torch.Tensor, path: Path) -> None:
+        save_denoiser(net, self.scheduler, path)
+        if self.vae is not None:
+            self.vae.save_pretrained(path / "vae", safe_serialization=True)
+        save_meta(self.spec, data.classes, palette, path, self.condition.captions,
+                  data_dir=self.run.data_dir)
+
+
+KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
+
+
+class Autoencoder:
+    """The autoencoder of latent diffusion: reconstruction error of a latent drawn from the encoder's
+    posterior, plus a light KL term that keeps the latents near a unit Gaussian."""
+
+    def __init__(self, cfg: Config, data: PixelData, device: torch.device, num_processes: int):
+        if num_processes > 1:
+            raise UserError("train the autoencoder (backbone=vae) in one process")
+        self.spec, self.run = cfg.model, cfg.run
+        self.condition = for_model(cfg.model, data.classes)  # none: an autoencoder takes no condition
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        from accelerate.utils import extract_model_from_parallel
+        vae = extract_model_from_parallel(net)  # encode/decode are not its forward
+        posterior = vae.encode(x0).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        return F.mse_loss(recon.float(), x0) + KL_WEIGHT * posterior.kl().mean()
+
+    def preview(self, vae, data: PixelData, out: Path) -> None:
+        """The first sprites of the data (top rows) over their reconstructions (bottom rows)."""
+        images = data.images[:self.run.num_samples]
+        recon = to_uint8(decode(vae, encode(vae, images.to(vae.device)))).cpu()
+        make_grid(torch.cat([images, recon]), ncols=max(1, len(images) // 2 or 1)).save(out)
+
+    def export(self, vae, data: PixelData, palette: torch.Tensor, path: Path) -> None:
+        """Scaled to give latents of unit variance, and measured: what it loses is lost by every
+        latent model trained on it."""
+        from metrics import reconstruction
+        calibrate(vae, data.images.to(vae.device))
+        ceiling = reconstruction(vae, data.images.to(vae.device), palette)
+        tqdm.write("reconstruction of the data: {exact:.1%} of pixels exact after palette snapping, "
+                   "FD-Lite0 {fd_lite0:.0f}".format(**ceiling))
+        vae.save_pretrained(path / "vae", safe_serialization=True)
+        save_meta(self.spec, data.classes, palette, path, reconstruction=ceiling)
+
+
+def objective_for(cfg: Config):
+    """The objective of a spec, by name: the autoencoder for backbone=vae, else diffusion."""
+    return Autoencoder if cfg.model.backbone == "vae" else Diffusion
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
+    """Train to cfg.run.max_steps or max_minutes, resuming from folder's checkpoint if asked. Returns
+    the exported model folder, or the run folder when Ctrl-C or SIGTERM stopped the run first."""
+    run = cfg.run
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    acc = make_accelerator(run)
+    main, log = acc.is_main_process, (tqdm.write if acc.is_main_process else (lambda _: None))
+
+    # Data: every image decoded once and kept on the device; its palette saved for snapping colours.
+    data = load_folder(run.data_dir, cfg.model, log=log)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
+    objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
+    palette, cache = extract(data.images), folder / "text.pt"
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, folder / "config.json")
+        save_hex(palette, folder / "palette.hex")
+        objective.condition.labels(data, cache)  # a text model's embeddings, encoded once, cached
+    acc.wait_for_everyone()
+    labels = objective.condition.labels(data, cache).to(acc.device)
+    objective.condition.to(acc.device)
+    images = objective.inputs(data.images.to(acc.device))
+
+    # The network, the EMA of its weights, Adam with a linear warm-up.
+    torch.manual_seed(run.seed)
+    net = build(cfg.model, len(data.classes))
+    ema = EMA(net, run.ema_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
+    net, opt = acc.prepare(net, opt)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / run.warmup_steps) if run.warmup_steps else 1.0)
+    ema.model.to(acc.device)
+    model_fn = torch.compile(net) if run.compile else net
+    total = run.max_steps or math.ceil(EPOCHS * len(images) / (run.batch_size * acc.num_processes))
+
+    # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
+    parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
+    ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
+    step, seconds = restore_checkpoint(ckpt_path, parts, data.classes) if resume else (0, 0.0)
+    check_budget(run, folder, step, seconds, total) if resume else None
+    if main and resume:
+        truncate_losses(losses_path, step)
+    acc.wait_for_everyone()
+    log(f"run {folder}: {len(images)} images of {cfg.model.image_size}x{cfg.model.image_size}, "
+        f"{len(data.classes)} classes, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, "
+        f"{acc.num_processes} process(es) x batch {run.batch_size}, seed {run.seed}, device "
+        f"{acc.device}, steps {step} -> {total}")
+
+    pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
+    with catch_signals() as stop, tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True,
+                                       unit="step") as bar:
+        while step < total:
+            # One step. Its randomness (batch, flips, noise, timesteps, label drops) derives from
+            # (seed, step, process) alone, so a resumed run draws exactly what it would have drawn.
+            start = time.perf_counter()
+            net.train()
+            g = torch.Generator(acc.device).manual_seed((run.seed * 1_000_003 + step) * 257
+                                                        + acc.process_index)
+            idx = batch_indices(run.seed, len(images), step, run.batch_size, acc.num_processes,
+                                acc.process_index).to(acc.device)
+            x0 = augment(images[idx], run.flip_p, g)
+            with acc.autocast():
+                loss = objective.loss(model_fn, x0, labels[idx], g)
+            acc.backward(loss)
+            acc.clip_grad_norm_(net.parameters(), 1.0)
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            warmup.step()
+            ema.update(acc.unwrap_model(net), step)
+            step += 1
+            seconds += time.perf_counter() - start
+            pending.append((loss.detach(), lr, seconds))
+
+            # Maintenance: the loss log and the time budget (where processes sync anyway), then
+            # checkpoint, loss plot and preview. Only the main process writes.
+            interrupted, done = any_process(stop.is_set(), acc), step == total
+            if step % run.log_every == 0 or step % run.ckpt_every == 0 or done or interrupted:
+                bar.set_postfix(loss=f"{flush_losses(pending, step, acc, losses_path):.4f}",
+                                min=f"{seconds / 60:.1f}")
+                bar.update(step - bar.n)
+                if run.max_minutes and any_process(seconds >= run.max_minutes * 60, acc):
+                    log(f"time budget of {run.max_minutes:g} min reached at step {step}; to go on: "
+                        f"python train.py --resume --run_name={folder.name} --out_dir={folder.parent} "
+                        f"--max_minutes={2 * run.max_minutes:g}")
+                    done = True
+            if main and (step % run.ckpt_every == 0 or done or interrupted):
+                save_checkpoint(ckpt_path, parts, step=step, seconds=seconds,
+                                config=config_mod.to_dict(cfg), classes=data.classes)
+                plot_losses(losses_path, folder / "loss.png")
+            if main and run.num_samples and (done or (run.sample_every and step % run.sample_every == 0)):
+                (folder / "samples").mkdir(exist_ok=True)
+                objective.preview(ema.model, data, folder / "samples" / f"step_{step:07d}.png")
+            if interrupted:
+                bar.close()  # before the message, so that it gets a line of its own
+                log(f"interrupted at step {step}: checkpoint saved; continue with `python train.py "
+                    f"--resume --run_name={folder.name} --out_dir={folder.parent}`")
+                return folder
+            if done:
+                break
+
+    model_dir = folder / "model"
+    if main:
+        try:
+            objective.export(ema.model, data, palette, model_dir)
+        except OSError as e:
+            raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
+                            "checkpoint is kept: free some space and run train.py --resume") from None
+        log(f"done: {step} steps in {seconds / 60:.1f} min of training; model in {model_dir}, "
+            f"samples in {folder / 'samples'}")
+    acc.wait_for_everyone()  # every process returns once the model is written
+    return model_dir
+
+
+def check_budget(run: RunSpec, folder: Path, step: int, seconds: float, total: int) -> None:
+    """A resumed run that has no budget left stops at once, saying how to give it more."""
+    minutes = seconds / 60
+    where = f"--run_name={folder.name} --out_dir={folder.parent}"
+    if step >= total:
+        raise UserError(f"run {folder} has trained its {total} steps: give it more with python "
+                        f"train.py --resume {where} --max_steps={2 * total}")
+    if run.max_minutes and minutes >= run.max_minutes:
+        raise UserError(f"run {folder} has trained {minutes:.1f} min, its --max_minutes="
+                        f"{run.max_minutes:g} (counted over the whole run): give it more with python "
+                        f"train.py --resume {where} --max_minutes={math.ceil(minutes + run.max_minutes):g}")
+
+
+def batch_indices(seed: int, n: int, step: int, batch: int, world: int, rank: int) -> torch.Tensor:
+    """This process's slice of the step's batch: positions in an endless stream of per-epoch shuffles."""
+    start = (step * world + rank) * batch
+    pos = torch.arange(start, start + batch)
+    epochs = pos // n
+    idx = torch.empty_like(pos)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + e))
+        mask = epochs == e
+        idx[mask] = perm[pos[mask] % n]
+    return idx
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, parts: dict, **extra) -> None:
+    """Write every part's state, `extra` and the RNG state to path atomically (temp file, then rename):
+    a crash or kill -9 mid-write, or a full disk, leaves the previous checkpoint intact (with a
+    warning line when the disk refused)."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = {**{k: v.state_dict() for k, v in parts.items()}, **extra, "rng": rng}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        tqdm.write(f"warning: could not save a checkpoint at step {extra.get('step')} "
+                   f"({e.strerror or e}); the previous checkpoint is kept", file=sys.stderr)
+
+
+def restore_checkpoint(path: Path, parts: dict, classes: list[str]) -> tuple[int, float]:
+    """Load what save_checkpoint wrote back into the parts and the RNG; returns (step, seconds)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["classes"] != classes:
+        raise UserError(f"the data's classes {classes} differ from the run's {ckpt['classes']}")
+    ckpt.setdefault("net", ckpt.get("unet"))  # checkpoints written before the objectives' split
+    for k, v in parts.items():
+        v.load_state_dict(ckpt[k])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return ckpt["step"], ckpt["seconds"]
+
+
+# ----------------------------------------------------------------------------- logs
+
+def flush_losses(pending: list, step: int, acc, path: Path) -> float:
+    """Append the pending losses (mean over processes) to losses.csv; stop on a NaN or inf. Returns the
+    last loss."""
+    losses = acc.reduce(torch.stack([p[0] for p in pending]), "mean").tolist()
+    first = step - len(losses) + 1
+    if acc.is_main_process:
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "loss", "lr", "seconds"])
+            w.writerows([first + i, f"{v:.6f}", f"{lr:.3g}", f"{s:.3f}"]
+                        for i, (v, (_, lr, s)) in enumerate(zip(losses, pending)))
+    pending.clear()
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise NonFiniteLoss(f"the loss became {losses[bad]} at step {first + bad}; stopped without "
+                            "saving, so checkpoint.pt still holds the last good state (try a lower --lr)")
+    return losses[-1]
+
+
+def truncate_losses(path: Path, step: int) -> None:
+    """On resume, forget losses logged after the checkpoint: they will be computed again."""
+    if path.exists():
+        rows = list(csv.reader(path.open()))
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if int(r[0]) <= step)])
+
+
+def plot_losses(path: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(path.open()))
+    steps = [int(r["step"]) for r in rows]
+    loss = torch.tensor([float(r["loss"]) for r in rows])
+    k = max(1, len(loss) // 50)  # a running mean shows the trend through per-step noise
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="per step")
+    ax.plot(steps[k - 1:], loss.unfold(0, k, 1).mean(1), lw=1.5, label=f"mean of {k}")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title=out.parent.name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- processes and signals
+
+def make_accelerator(run: RunSpec):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from devices import choose_device
+    # One process may train several times (tests, bench.py) with other precisions; the distributed
+    # set-up (PartialState) is kept.
+    AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=run.mixed_precision, cpu=choose_device(run.device).type == "cpu")
+
+
+def any_process(flag: bool, acc) -> bool:
+    """Every process must stop at the same step; with several, agree on it (max of the flags)."""
+    if acc.num_processes == 1:
+        return flag
+    return bool(acc.reduce(torch.tensor(float(flag), device=acc.device), "max").item())
+
+
+@contextlib.contextmanager
+def catch_signals():
+    """SIGINT / SIGTERM set an event instead of killing the process: the loop checkpoints and stops at
+    the end of the current step. The previous handlers come back afterwards."""
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
