@@ -2,20 +2,25 @@
 
 Usage:
     python app.py                              # http://127.0.0.1:7860: the latest run, else the shipped model
+    python app.py --model=pretrained           # the shipped prompt model, whatever runs/ holds
     python app.py --model=pretrained/terrain   # any run or export; tileable terrain
     python app.py --port=7861 --host=0.0.0.0   # another port; listen beyond this computer
     python app.py --screenshot=samples/app.png # headless chromium clicks "Make sprites": seconds, picture
 
-The page: a prompt (prompt models) or a class (class models), guidance, seed (with a random one),
+The page: a prompt (text models; it starts with a real caption of the training data) or a class
+(class models), guidance, seed (with a random one),
 sampler steps, how many sprites, the palette (the data's, none, or your .hex / .gpl), tileable sprites
 (shown repeated 3x3). Sprites are shown zoomed with nearest-neighbour on a checkerboard, so pixels stay
 square and transparency shows; each downloads at native size as a PNG, and "sprite sheet" gives them
 all in one PNG. Upload a sprite to make variations of it (strength) or paint over it to repaint only
 what you painted. One request samples at a time; the others wait in a queue, with their place shown.
+The model is loaded and warmed up before the page is served, so the first click is as quick as the
+next; only the last KEEP requests' files are kept.
 """
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -23,16 +28,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from config import UserError, option, parse_args, script
-from dataset import make_grid
-from generate import Start, generate, read_sprite
-from model import GUIDANCE, Loaded, load_model
+from config import GUIDANCE, SHIPPED, UserError, option, parse_args, script
 
 ZOOM = 8  # on-page upscale of a sprite (nearest-neighbour)
+KEEP = 16  # request folders kept on disk; older ones are deleted
 LIMITS = {"count": (1, 64), "steps": (0, 100), "guidance": (0.0, 20.0), "seed": (0, 2**31 - 1),
           "strength": (0.0, 1.0)}
 MAX_UPLOAD = "10mb"  # sprites and palettes are kilobytes; anything larger is refused by the server
@@ -42,7 +41,7 @@ IN_TURN = "(all, in turn)"  # the class choice that cycles through the classes
 @dataclass
 class AppOptions:
     model: str = option("", "a run, an exported model or a folder of runs (its latest); default: the "
-                            "latest run under runs/, else pretrained/")
+                            f"latest run under runs/, else the shipped model ({SHIPPED}/)")
     host: str = option("127.0.0.1", "address to listen on; 127.0.0.1: this computer only")
     port: int = option(7860, "port to listen on")
     screenshot: str = option("", "instead of serving: open the page in headless chromium, click "
@@ -50,9 +49,11 @@ class AppOptions:
                                  "the sprites and save a screenshot here")
 
 
-def checkerboard(images: torch.Tensor, zoom: int = ZOOM) -> list[Image.Image]:
+def checkerboard(images, zoom: int = ZOOM) -> list:
     """uint8 N,C,H,W -> RGB PIL images upscaled with nearest-neighbour, transparent pixels over a
     grey checkerboard of one sprite pixel per square."""
+    import numpy as np
+    from PIL import Image
     n, c, h, w = images.shape
     yy, xx = np.mgrid[:h, :w]
     board = np.where((yy + xx) % 2 == 0, 200, 240)[..., None].astype(np.float32)
@@ -72,17 +73,21 @@ def check_numbers(**values: float) -> None:
             raise UserError(f"{name} must be between {lo:g} and {hi:g}; got {value}")
 
 
-def sprite_editor_value(path: str | None, m: Loaded) -> dict | None:
+def sprite_editor_value(path: str | None, m) -> dict | None:
     """An uploaded sprite, read as generate.py reads --init, zoomed for painting a mask on it."""
+    from sprites import read_sprite
     if not path:
         return None
-    zoomed = checkerboard(read_sprite(path, "sprite", m.cfg)[None])[0]
+    zoomed = checkerboard(read_sprite(path, "sprite", m.spec)[None])[0]
     return {"background": zoomed, "layers": [], "composite": None}
 
 
-def painted_mask(editor: dict | None, size: int) -> torch.Tensor | None:
+def painted_mask(editor: dict | None, size: int):
     """bool 1,H,W of the sprite pixels painted on in the editor (any stroke in a pixel's square); None
     when nothing is painted."""
+    import numpy as np
+    import torch
+    from PIL import Image
     layers = [np.asarray(layer) for layer in (editor or {}).get("layers") or [] if layer is not None]
     if not layers:
         return None
@@ -98,12 +103,14 @@ def painted_mask(editor: dict | None, size: int) -> torch.Tensor | None:
     return mask if mask.any() else None
 
 
-def make_sprites(m: Loaded, out_root: Path, prompt: str, cls: str, guidance: float, seed: float,
+def make_sprites(m, out_root: Path, prompt: str, cls: str, guidance: float, seed: float,
                  steps: float, count: float, palette: str, palette_file: str | None,
                  sprite_file: str | None, editor: dict | None, strength: float,
                  tileable: bool) -> tuple[list, list[str], str, str]:
     """One click of "Make sprites": (gallery images with captions, native PNG paths, sheet path,
     a status line)."""
+    from dataset import make_grid
+    from sprites import SpriteRequest, Start, generate, read_sprite
     check_numbers(count=count, steps=steps, guidance=guidance, seed=seed, strength=strength)
     if palette == "file":
         if not palette_file:
@@ -111,17 +118,18 @@ def make_sprites(m: Loaded, out_root: Path, prompt: str, cls: str, guidance: flo
         palette = palette_file
     start = None
     if sprite_file:
-        start = Start(read_sprite(sprite_file, "sprite", m.cfg), painted_mask(editor, m.cfg.image_size),
+        start = Start(read_sprite(sprite_file, "sprite", m.spec), painted_mask(editor, m.spec.image_size),
                       strength)
-    prompts = (prompt,) if m.cfg.prompts != "none" and prompt.strip() else ()
-    classes = "" if cls in ("", IN_TURN) or prompts else cls
+    prompts = (prompt.strip(),) if prompt and prompt.strip() else ()  # the field shows on text models only
+    _, wanted = m.condition.request("" if cls in ("", IN_TURN, None) else cls, prompts, int(count))
     t0 = time.perf_counter()
-    images, _, _ = generate(m, int(count), classes, int(seed), steps=int(steps), guidance=guidance,
-                            palette=palette, prompts=prompts, start=start, tileable=tileable,
-                            progress=True)
+    images, _ = generate(m, SpriteRequest(wanted, int(seed), steps=int(steps), guidance=guidance,
+                                          palette=palette, start=start, tileable=tileable, progress=True))
     seconds = time.perf_counter() - t0
-    folder = out_root / uuid.uuid4().hex[:12]
+    folder = out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"  # named in order of the clicks
     folder.mkdir(parents=True)
+    for old in sorted(p for p in out_root.iterdir() if p.is_dir())[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
     files = []
     for i, img in enumerate(images):
         files.append(str(folder / f"sprite_{i:02d}.png"))
@@ -134,7 +142,7 @@ def make_sprites(m: Loaded, out_root: Path, prompt: str, cls: str, guidance: flo
     return gallery, files, str(sheet), status
 
 
-def build_page(m: Loaded, out_root: Path):
+def build_page(m, out_root: Path):
     """The Gradio Blocks of the page, bound to the model."""
     import gradio as gr
 
@@ -147,16 +155,17 @@ def build_page(m: Loaded, out_root: Path):
                 raise gr.Error(str(e)) from None
         return wrapped
 
-    prompt_model, class_model = m.cfg.prompts != "none", m.cfg.conditional
+    kind = m.condition.kind  # the page shows the field this model is asked by
     with gr.Blocks(title="Pixel Art Diffusion") as page:
-        gr.Markdown(f"## Pixel Art Diffusion\nModel: `{m.source}` ({m.cfg.image_size}x{m.cfg.image_size}, "
-                    f"{'RGBA' if m.cfg.channels == 4 else 'RGB'})")
+        gr.Markdown(f"## Pixel Art Diffusion\nModel: `{m.source}` ({m.why}; {m.spec.image_size}x"
+                    f"{m.spec.image_size}, {'RGBA' if m.spec.channels == 4 else 'RGB'})")
         with gr.Row():
             with gr.Column(scale=1):
-                prompt = gr.Textbox(label="prompt", placeholder="a blue book", visible=prompt_model,
-                                    elem_id="prompt")
+                prompt = gr.Textbox(label="prompt", value=(m.condition.defaults(1)[0] or "") if
+                                    kind == "text" else "", visible=kind == "text", elem_id="prompt",
+                                    info="what to draw; empty: no prompt")
                 cls = gr.Dropdown([IN_TURN, *m.classes], value=IN_TURN, label="class",
-                                  visible=prompt_model or class_model, elem_id="class")
+                                  visible=kind == "class", elem_id="class")
                 count = gr.Slider(*LIMITS["count"], value=8, step=1, label="sprites", elem_id="count")
                 with gr.Accordion("settings", open=False):
                     guidance = gr.Slider(*LIMITS["guidance"], value=GUIDANCE, step=0.5, label="guidance",
@@ -210,14 +219,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(m: Loaded, host: str, port: int, block: bool = True):
-    """Start the page; returns (app, url) when block is False (tests)."""
+def warm_up(m) -> float:
+    """One small request before serving, so that the first click does not pay for loading the text
+    encoder and the first calls of each kernel. Returns its seconds."""
+    from sprites import SpriteRequest, generate
+    t0 = time.perf_counter()
+    generate(m, SpriteRequest(m.condition.defaults(2)))
+    return time.perf_counter() - t0
+
+
+def serve(m, host: str, port: int, block: bool = True):
+    """Start the page; returns (app, url) when block is False (tests). The request folders go with
+    the server (deleted when it stops)."""
+    import atexit
     out_root = Path(tempfile.mkdtemp(prefix="pixelart-app-"))
+    atexit.register(shutil.rmtree, out_root, True)
     page = build_page(m, out_root)
     page.queue(default_concurrency_limit=1, max_size=32)
     _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                             max_file_size=MAX_UPLOAD, allowed_paths=[str(out_root)], css=CSS,
-                            footer_links=[], quiet=not block)
+                            footer_links=[], quiet=True)  # quiet: no share=True hint for local users
     return page, url
 
 
@@ -247,17 +268,21 @@ def click_make(page, count: int, timeout_s: float = 600) -> float:
     return time.perf_counter() - t0
 
 
-def screenshot(m: Loaded, path: Path) -> None:
-    """The benchmark line and the README's picture: the page at its defaults, one click."""
+def screenshot(m, path: Path) -> None:
+    """The benchmark lines and the README's picture: the page at its defaults, two clicks (the first
+    and the next), then the screenshot."""
+    import torch
     app, url = serve(m, "127.0.0.1", free_port(), block=False)
     pw, browser = open_browser()
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         page.goto(url)
         page.locator("#make").wait_for(timeout=60_000)
-        seconds = click_make(page, 8)
-        print(f"click to sprites: {seconds:.1f} s (8 sprites, default settings, {torch.get_num_threads()} "
-              "threads)")
+        first = click_make(page, 8)
+        page.fill("#seed input", "1")
+        second = click_make(page, 8)
+        print(f"click to sprites: first {first:.1f} s, next {second:.1f} s (8 sprites, default settings, "
+              f"{torch.get_num_threads()} threads)")
         path.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(path), full_page=True)
         print(f"wrote {path}")
@@ -273,11 +298,13 @@ def main(argv: list[str]) -> int:
     parse_args(argv, __doc__, o, config=False)
     if not 0 < o.port < 65536:
         raise UserError(f"port must be between 1 and 65535, got {o.port}")
+    from model import load_model
     m = load_model(o.model)
+    print(f"model: {m.source} ({m.why}); warmed up in {warm_up(m):.1f} s")
     if o.screenshot:
         screenshot(m, Path(o.screenshot))
         return 0
-    print(f"model: {m.source}; serving on http://{o.host}:{o.port} (Ctrl-C stops)")
+    print(f"serving on http://{o.host}:{o.port} (Ctrl-C stops)")
     serve(m, o.host, o.port)
     return 0
 

@@ -26,14 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 import config as config_mod
-from config import Config, UserError, option, script
-from dataset import data_dirs, list_images, load_folder
-from model import (SAMPLERS, TEXT_DIM, TEXT_TOKENS, build_scheduler, build_unet, class_conditions, sample,
-                   unet_inputs)
+from config import SAMPLER_STEPS, Config, UserError, option, script
 
 VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
             "threads1": {"threads": 1}, "attn_head32": {"attention_head_dim": 32}}
@@ -46,17 +40,18 @@ class BenchOptions:
     timed_steps: int = option(5, "training steps timed per loop and round, after one warm-up step")
     rounds: int = option(3, "the loops take turns this many times; each keeps its best round")
     variants: tuple[str, ...] = option(("base",), "this repo's step with: " + ", ".join(VARIANTS))
-    samplers: tuple[str, ...] = option(tuple(SAMPLERS), "samplers to time at their default steps")
+    samplers: tuple[str, ...] = option(tuple(SAMPLER_STEPS), "samplers to time at their default steps")
     lr_scale: bool = option(False, "scale lr linearly with batch_size / 16 (for a large GPU batch)")
     json: str = option("", "also write the results to this JSON file")
 
 
-def sync(device: torch.device) -> None:
+def sync(device) -> None:
+    import torch
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def timed(fn, n: int, device: torch.device) -> float:
+def timed(fn, n: int, device) -> float:
     """Seconds per call of fn over n calls."""
     sync(device)
     t0 = time.perf_counter()
@@ -66,8 +61,9 @@ def timed(fn, n: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def matmul_peak(device: torch.device) -> float:
+def matmul_peak(device) -> float:
     """Achieved GFLOPS of a large fp32 matmul: the practical ceiling for this model's fp32 math."""
+    import torch
     n = 2048 if device.type == "cpu" else 8192
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
@@ -75,39 +71,50 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * n ** 3 / timed(lambda: a @ b, reps, device) / 1e9
 
 
-def stand_in_conditions(cfg: Config, n: int, num_classes: int) -> dict:
-    """The UNet's conditioning arguments for n images, of the right shapes (class 0, a zero text):
-    timings do not depend on their values."""
-    if cfg.conditional:
-        return class_conditions(torch.zeros(n, dtype=torch.long), num_classes)[0]
-    text = {"hidden": torch.zeros(1, TEXT_TOKENS, TEXT_DIM), "mask": torch.ones(1, TEXT_TOKENS),
-            "pooled": torch.zeros(1, TEXT_DIM)}
-    return unet_inputs(cfg, torch.zeros(n, dtype=torch.long), text)
+def stand_in_conditions(cfg: Config, n: int, classes: list[str]) -> dict:
+    """The backbone's conditioning arguments for n images, of the right shapes (label 0 of a zero text
+    table): timings do not depend on their values."""
+    import torch
+
+    from conditioning import TEXT_DIM, TEXT_TOKENS, for_model
+    condition = for_model(cfg.model, classes)
+    condition.table = {"hidden": torch.zeros(1, TEXT_TOKENS, TEXT_DIM), "mask": torch.ones(1, TEXT_TOKENS),
+                       "pooled": torch.zeros(1, TEXT_DIM)}
+    return condition.inputs(torch.zeros(n, dtype=torch.long))
 
 
-def train_flops(cfg: Config, num_classes: int, device: torch.device) -> float:
-    """FLOP of one training step (forward + backward) at cfg.batch_size, counted by torch."""
+def train_flops(cfg: Config, classes: list[str], device) -> float:
+    """FLOP of one training step (forward + backward) at the run's batch size, counted by torch."""
+    import torch
+    import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
-    unet = build_unet(cfg, num_classes).to(device)
-    x = torch.randn(cfg.batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device)
-    t = torch.randint(0, 1000, (cfg.batch_size,), device=device)
-    cond = {k: v if v is None else v.to(device)
-            for k, v in stand_in_conditions(cfg, cfg.batch_size, num_classes).items()}
+
+    from model import build
+    net = build(cfg.model, len(classes)).to(device)
+    b, s = cfg.run.batch_size, cfg.model.image_size
+    x = torch.randn(b, cfg.model.channels, s, s, device=device)
+    t = torch.randint(0, 1000, (b,), device=device)
+    cond = {k: v if v is None else v.to(device) for k, v in stand_in_conditions(cfg, b, classes).items()}
     with FlopCounterMode(display=False) as counter:
-        F.mse_loss(unet(x, t, **cond).sample, x).backward()
+        F.mse_loss(net(x, t, **cond).sample, x).backward()
     return counter.get_total_flops()
 
 
-def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
+def seed_round(cfg: Config, device, opts: BenchOptions) -> float:
     """Seconds per step of the original seed script's loop, reproduced: PIL files opened per item,
     torchvision Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a
     DataLoader of batch 16 with shuffling, eager fp32, Adam, MSE on the noise."""
+    import torch
+    import torch.nn.functional as F
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    files = [p for root in data_dirs(cfg.data_dir) for p, _ in list_images(root)]
-    tf = T.Compose([T.Resize((cfg.image_size, cfg.image_size)), T.RandomHorizontalFlip(),
+    from dataset import data_dirs, list_images
+    from model import build, build_scheduler
+    files = [p for root in data_dirs(cfg.run.data_dir) for p, _ in list_images(root)]
+    size = cfg.model.image_size
+    tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(),
                     T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
 
     class SeedDataset(Dataset):
@@ -117,11 +124,11 @@ def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
         def __getitem__(self, i):
             return tf(Image.open(files[i]).convert("RGB"))
 
-    torch.manual_seed(cfg.seed)
-    unet = build_unet(dataclasses.replace(cfg, channels=3, conditional=False)).to(device)
-    scheduler = build_scheduler(cfg)
-    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
-    loader = DataLoader(SeedDataset(), batch_size=cfg.batch_size, shuffle=True)
+    torch.manual_seed(cfg.run.seed)
+    unet = build(dataclasses.replace(cfg.model, channels=3, condition="none")).to(device)
+    scheduler = build_scheduler(cfg.model)
+    opt = torch.optim.Adam(unet.parameters(), lr=cfg.run.lr)
+    loader = DataLoader(SeedDataset(), batch_size=cfg.run.batch_size, shuffle=True)
     batches = iter(())
 
     def step():
@@ -143,13 +150,13 @@ def seed_round(cfg: Config, device: torch.device, opts: BenchOptions) -> float:
 
 
 def repo_round(cfg: Config, opts: BenchOptions) -> float:
-    """Seconds per step of train.py's own loop (train.train), same model and batch: the steps after
+    """Seconds per step of train.py's own loop (trainer.train), same model and batch: the steps after
     the first, from the training seconds it logs for each step."""
-    import train
+    from trainer import train
     with tempfile.TemporaryDirectory() as tmp:
-        run = dataclasses.replace(cfg, max_steps=1 + opts.timed_steps, log_every=1, ckpt_every=10**9,
+        run = dataclasses.replace(cfg.run, max_steps=1 + opts.timed_steps, log_every=1, ckpt_every=10**9,
                                   sample_every=0, num_samples=0, out_dir=tmp, run_name="bench")
-        train.train(run, Path(tmp) / "bench")
+        train(dataclasses.replace(cfg, run=run), Path(tmp) / "bench")
         seconds = [float(r["seconds"]) for r in csv.DictReader((Path(tmp) / "bench" / "losses.csv").open())]
     return (seconds[-1] - seconds[0]) / opts.timed_steps
 
@@ -161,24 +168,27 @@ def compare_loops(loops: dict, cfg: Config, opts: BenchOptions) -> list[dict]:
     for _ in range(opts.rounds):
         for name, run_round in loops.items():
             best[name] = min(best[name], run_round())
-    return [{"loop": name, "images_per_s": cfg.batch_size / s} for name, s in best.items()]
+    return [{"loop": name, "images_per_s": cfg.run.batch_size / s} for name, s in best.items()]
 
 
-def sampling(cfg: Config, num_classes: int, device: torch.device, opts: BenchOptions) -> list[dict]:
+def sampling(cfg: Config, classes: list[str], device, opts: BenchOptions) -> list[dict]:
     """Seconds for 16 sprites with each sampler at its default step count (guided, for conditional
-    models). On a CPU the first few steps are timed and the rest extrapolated: each step is one UNet call."""
-    unet = build_unet(cfg, num_classes).to(device).eval()
-    scheduler = build_scheduler(cfg)
-    cond = stand_in_conditions(cfg, 16, num_classes)  # guided: the same shapes as the condition
+    models). On a CPU the first few steps are timed and the rest extrapolated: each step is one
+    network call."""
+    from model import build, build_scheduler
+    from sampling import SampleRequest, sample
+    net = build(cfg.model, len(classes)).to(device).eval()
+    scheduler = build_scheduler(cfg.model)
+    cond = stand_in_conditions(cfg, 16, classes)  # guided: the same shapes as the condition
     cap = 5 if opts.quick else 10 if device.type == "cpu" else 10**6
     rows = []
     for name in opts.samplers:
-        n_steps = SAMPLERS[name][1]
+        n_steps = SAMPLER_STEPS[name]
         k = min(cap, n_steps)
-        sample(unet, scheduler, 16, cond, cond, sampler=name, steps=2)  # warm-up
+        sample(net, scheduler, SampleRequest(16, cond, cond, sampler=name, steps=2))  # warm-up
         sync(device)
         t0 = time.perf_counter()
-        sample(unet, scheduler, 16, cond, cond, sampler=name, steps=k)
+        sample(net, scheduler, SampleRequest(16, cond, cond, sampler=name, steps=k))
         sync(device)
         seconds = (time.perf_counter() - t0) * n_steps / k
         rows.append({"sampler": f"{name}-{n_steps}", "seconds": seconds, "images_per_s": 16 / seconds,
@@ -186,33 +196,46 @@ def sampling(cfg: Config, num_classes: int, device: torch.device, opts: BenchOpt
     return rows
 
 
+def variant(cfg: Config, name: str) -> Config:
+    model, run = config_mod.split(VARIANTS[name])
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model),
+                               run=dataclasses.replace(cfg.run, **run))
+
+
 def run_bench(cfg: Config, opts: BenchOptions) -> dict:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    import torch
+
+    from dataset import load_folder
+    from devices import choose_device
+    from model import build
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = choose_device(cfg.run.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    data = load_folder(cfg, log=lambda _: None)
-    cfg = dataclasses.replace(cfg, image_size=data.images.shape[-1])
-    num_classes = len(data.classes)
-    result = {"device": name, "torch": torch.__version__, "batch_size": cfg.batch_size,
-              "params_M": sum(p.numel() for p in build_unet(cfg, num_classes).parameters()) / 1e6}
+    data = load_folder(cfg.run.data_dir, cfg.model, log=lambda _: None)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
+    classes, batch = data.classes, cfg.run.batch_size
+    result = {"device": name, "torch": torch.__version__, "batch_size": batch,
+              "params_M": sum(p.numel() for p in build(cfg.model, len(classes)).parameters()) / 1e6}
     result["peak_gflops"] = matmul_peak(device)
-    result["gflop_per_step"] = train_flops(cfg, num_classes, device) / 1e9
+    result["gflop_per_step"] = train_flops(cfg, classes, device) / 1e9
     print(f"device: {name}; model {result['params_M']:.2f}M params, "
-          f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {cfg.batch_size}; "
+          f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {batch}; "
           f"matmul peak {result['peak_gflops']:.0f} GFLOPS")
     loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, device, opts)}
     for v in opts.variants:
-        loops[f"repo: {v}"] = lambda v=v: repo_round(dataclasses.replace(cfg, **VARIANTS[v]), opts)
+        loops[f"repo: {v}"] = lambda v=v: repo_round(variant(cfg, v), opts)
     rows = compare_loops(loops, cfg, opts)
     for r in rows:
-        r["gflops"] = r["images_per_s"] / cfg.batch_size * result["gflop_per_step"]
+        r["gflops"] = r["images_per_s"] / batch * result["gflop_per_step"]
         r["peak_fraction"] = r["gflops"] / result["peak_gflops"]
         r["vs_seed"] = r["images_per_s"] / rows[0]["images_per_s"]
     result["training"] = rows
-    result["sampling"] = sampling(cfg, num_classes, device, opts)
+    result["sampling"] = sampling(cfg, classes, device, opts)
     return result
+
+
 def print_tables(result: dict) -> None:
     print(f"\ntraining, batch {result['batch_size']} ({result['device']})")
     print(f"{'loop':40s} {'img/s':>8s} {'GFLOPS':>8s} {'of peak':>8s} {'vs seed':>8s}")
@@ -231,12 +254,12 @@ def main(argv: list[str]) -> None:
     opts = BenchOptions()
     quick = any(a in ("--quick", "--quick=true", "--quick=1") for a in argv)
     cfg, _ = config_mod.parse_args(argv, __doc__, opts, default_preset="smoke" if quick else "seed")
-    for kind, names, known in (("variant", opts.variants, VARIANTS), ("sampler", opts.samplers, SAMPLERS)):
+    for kind, names, known in (("variant", opts.variants, VARIANTS), ("sampler", opts.samplers, SAMPLER_STEPS)):
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UserError(f"unknown {kind} {unknown[0]!r}; {kind}s: {', '.join(known)}")
     if opts.lr_scale:  # linear scaling rule from the reference batch of 16
-        cfg.lr *= cfg.batch_size / 16
+        cfg.run.lr *= cfg.run.batch_size / 16
     if opts.quick:
         opts.timed_steps, opts.rounds = min(opts.timed_steps, 3), 1
     result = run_bench(cfg, opts)

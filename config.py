@@ -370,9 +370,11 @@ def _unknown(arg: str, parser: _Parser) -> UserError:
     name = arg.split("=")[0]
     valid = sorted(s for a in parser._actions for s in a.option_strings if s.startswith("--")
                    and s != "--help")
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    names = [v[2:] for v in valid]
+    close = [v for v in names if len(name) > 4 and v.startswith(name[2:])][:3] or \
+        difflib.get_close_matches(name[2:], names, n=3, cutoff=0.75)
     if close:
-        return UserError(f"unknown option {name}; did you mean {' or '.join(close)}?")
+        return UserError(f"unknown option {name}; did you mean {' or '.join('--' + c for c in close)}?")
     return UserError(f"unknown option {name}; valid options: {', '.join(valid)}")
 
 

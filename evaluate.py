@@ -1,11 +1,11 @@
 """Score generated icons against the training data: feature distance, memorisation, pixel-art statistics.
 
 Usage:
-    python evaluate.py --model=pretrained --captions    # the shipped model, the data's captions in turn
+    python evaluate.py                                  # latest run (else shipped model) vs its data
+    python evaluate.py --model=pretrained --captions    # a text model: the data's captions in turn
     python evaluate.py --model=runs/mine --num_samples=1000 --steps=20 --json=eval.json
-    python evaluate.py --samples=samples/generated      # any folder of images instead of a model
-    python evaluate.py --class=potion --guidance=3      # conditional models
-    python evaluate.py --captions                       # prompt models: the data's captions in turn
+    python evaluate.py --samples=outputs/generated      # any folder of images instead of a model
+    python evaluate.py --class=potion --guidance=3      # class models
     python evaluate.py --sampler_sweep=dpm-10,dpm-20,ddim-50 --num_samples=48 --json=samplers.json
     python evaluate.py --guidance_sweep=1,2,3,5 --per_class=16 --json=guidance.json
     python evaluate.py --prompt_table --per_class=8        # does the prompt come through?
@@ -13,7 +13,8 @@ Usage:
     python evaluate.py --seam_table --num_samples=64       # seamless tiles: the seam, with and without
 
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
-classes in turn, colours snapped to the data's palette); --palette=none scores the raw colours.
+model's default conditions, colours snapped to the data's palette); --palette=none scores the raw
+colours.
 
 Metrics (each printed beside its real-vs-real floor: the data against its own mirror image, at the
 same sample count, so a number can be read without context):

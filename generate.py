@@ -9,9 +9,9 @@ Usage:
     python generate.py --model=pretrained/terrain --class=floor,wall --guidance=3   # class models
     python generate.py --model=pretrained/terrain --class=all   # a row per class; --class=none: no class
     python generate.py --palette=my.hex         # snap to your palette (.hex or .gpl); none: raw colours
-    python generate.py --init=outputs/generated/0000.png --strength=0.5   # variations of a sprite
-    python generate.py --init=outputs/generated/0000.png --mask=mask.png  # repaint the mask's white
-    python generate.py --init=outputs/generated/0000.png --extend=right --by=8   # outpainting
+    python generate.py --model=pretrained --init=outputs/generated/0000.png --strength=0.5  # variations
+    python generate.py --model=pretrained --init=outputs/generated/0000.png --mask=mask.png  # inpainting
+    python generate.py --model=pretrained --init=outputs/generated/0000.png --extend=right --by=8
     python generate.py --model=pretrained/terrain --tileable   # sprites that wrap in x and y
 
 Writes outputs/generated_images.png (the grid, upscaled with nearest-neighbour so pixels stay sharp),

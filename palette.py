@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import UserError, option, parse_args, script
+from config import PALETTE_COLOURS, UserError, option, parse_args, script
 
 
 def parse_hex(text: str, name: str = "palette") -> torch.Tensor:
@@ -74,11 +74,6 @@ def load_palette(path: str | Path) -> torch.Tensor:
 
 def save_hex(palette: torch.Tensor, path: Path) -> None:
     path.write_text("".join(f"{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette.tolist()))
-
-
-# Colours a model's palette keeps: 128 scored better than 32, 64 and 256 (RESULTS.md, palettes) and
-# gives about as many colours per sprite as the icons have.
-PALETTE_COLOURS = 128
 
 
 def extract(images: torch.Tensor, colors: int = PALETTE_COLOURS) -> torch.Tensor:
@@ -157,7 +152,7 @@ def main(argv: list[str]) -> None:
     from dataset import load_folder
     opts = PaletteOptions()
     cfg, _ = parse_args(argv, __doc__, opts)
-    pal = extract(load_folder(cfg).images, opts.colors)
+    pal = extract(load_folder(cfg.run.data_dir, cfg.model).images, opts.colors)
     save_hex(pal, Path(opts.out))
     print(f"wrote {len(pal)} colours to {opts.out}")
 

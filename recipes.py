@@ -23,10 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 import config as config_mod
-from config import UserError, option, parse_args, preset, script
+from config import OUTPUTS, UserError, option, parse_args, preset, script
 
 # The cpu preset as it was before this study; each candidate changes one or two of its values.
 # The winner, cpu-v-lr, is the cpu preset now (README: choosing the recipe).
@@ -35,7 +33,7 @@ START = dict(prediction_type="epsilon", lr=4e-4)
 # name: (preset, overrides, what it tests)
 CANDIDATES: dict[str, tuple[str, dict, str]] = {
     "seed": ("seed", {}, "the reference setup: 14.7M UNet, Adam 1e-4, RGB, unconditional"),
-    "cpu-start": ("cpu", START, "2.6M UNet, epsilon target, AdamW 4e-4 + warm-up, min-SNR, EMA, "
+    "cpu-start": ("cpu", START, "2.6M UNet, epsilon target, Adam 4e-4 + warm-up, min-SNR, EMA, "
                                 "RGBA, class-conditional"),
     "cpu-v": ("cpu", {**START, "prediction_type": "v_prediction"}, "cpu-start, predicting v"),
     "cpu-lr": ("cpu", {**START, "lr": 8e-4}, "cpu-start, twice the learning rate"),
@@ -46,7 +44,7 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                              "beta_schedule": "squaredcos_cap_v2"},
                      "cpu-start, predicting v, cosine noise schedule"),
     "cpu-rgb": ("cpu", {**START, "channels": 3}, "cpu-start, RGB on black instead of RGBA"),
-    "cpu-uncond": ("cpu", {**START, "conditional": False}, "cpu-start, unconditional"),
+    "cpu-uncond": ("cpu", {**START, "condition": "none"}, "cpu-start, unconditional"),
     # Levers of the second study, each one change to the cpu preset (cpu-v-lr).
     "cpu-head32": ("cpu", {"attention_head_dim": 32}, "cpu, attention heads of 32 channels"),
     "cpu-deep": ("cpu", {"layers_per_block": 2}, "cpu, 2 layers per block"),
@@ -55,11 +53,12 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
     "cpu-v-lr-cosine": ("cpu", {"beta_schedule": "squaredcos_cap_v2"}, "cpu, cosine noise schedule"),
     "cpu-nosnr": ("cpu", {"min_snr_gamma": 0.0}, "cpu, no min-SNR weighting"),
     # How prompts condition the UNet, at equal training time; and classes on the same data.
-    "prompt-cross": ("prompt", {"prompts": "cross"}, "prompt, cross-attention on the token embeddings"),
-    "prompt-pooled": ("prompt", {"prompts": "pooled"}, "prompt, the sentence vector added to the time "
-                                                       "embedding"),
-    "prompt-both": ("prompt", {"prompts": "both"}, "prompt, cross-attention and the sentence vector"),
-    "prompt-classes": ("prompt", {"prompts": "none", "conditional": True},
+    "prompt-cross": ("prompt", {"text_inputs": "cross"}, "prompt, cross-attention on the token "
+                                                         "embeddings"),
+    "prompt-pooled": ("prompt", {"text_inputs": "pooled"}, "prompt, the sentence vector added to the "
+                                                           "time embedding"),
+    "prompt-both": ("prompt", {"text_inputs": "both"}, "prompt, cross-attention and the sentence vector"),
+    "prompt-classes": ("prompt", {"condition": "class"},
                        "prompt's data and UNet, conditioned on the class folders instead"),
     # Backbones (the seed's to-dos) against the cpu preset's UNet: a transformer on patches of 2
     # pixels, and the same UNet on the latents of an autoencoder trained first (train.py --preset=vae
@@ -80,7 +79,7 @@ class RecipeOptions:
     out_dir: str = option("runs/recipes", "the candidates' runs and results.jsonl")
     report: bool = option(False, "print the markdown table of the results and draw the curve")
     list: bool = option(False, "list the candidates")
-    plot: str = option("samples/recipes.png", "the curve drawn by --report")
+    plot: str = option(f"{OUTPUTS}/recipes.png", "the curve drawn by --report")
 
 
 def results_path(opts: RecipeOptions) -> Path:
@@ -94,17 +93,21 @@ def read_rows(opts: RecipeOptions) -> list[dict]:
 
 def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
     """Train (or resume) the candidate's run until `minutes` of training; returns its run folder."""
-    import train
+    from model import load_checkpoint
+    from trainer import train
     base, overrides, _ = CANDIDATES[name]
     folder = Path(opts.out_dir) / name
     run_keys = dict(run_name=name, out_dir=opts.out_dir, threads=opts.threads, seed=opts.seed,
                     max_steps=10**7, max_minutes=minutes, num_samples=0, log_every=1)
     cfg = preset(base, **overrides, **run_keys)
     resume = (folder / "checkpoint.pt").exists()
+    if resume and load_checkpoint(folder / "checkpoint.pt")["seconds"] >= minutes * 60:
+        return folder  # an earlier mark's run already trained past this one (its export is current)
     if resume:  # the saved config (image size resolved), with this mark's budget
-        cfg = dataclasses.replace(config_mod.load(folder / "config.json"), max_minutes=minutes,
-                                  threads=opts.threads)
-    if train.train(cfg, folder, resume) == folder:  # Ctrl-C / SIGTERM: no export
+        saved = config_mod.load(folder / "config.json")
+        cfg = dataclasses.replace(saved, run=dataclasses.replace(saved.run, max_minutes=minutes,
+                                                                 threads=opts.threads))
+    if train(cfg, folder, resume) == folder:  # Ctrl-C / SIGTERM: no export
         raise UserError(f"{name} was interrupted before {minutes:g} min; run the same command "
                         "again to resume it")
     return folder
@@ -114,19 +117,19 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
     """FD-Lite0 and KID of the run's exported EMA weights (sampled as generate.py samples them, raw
     colours), and the floor at the same sample count."""
     from dataset import load_folder
-    from evaluate import features, floor_images, frechet, kid
-    from generate import generate
+    from metrics import features, floor_images, frechet, kid
     from model import META_FILE, load_checkpoint, load_model, vae_folder
+    from sprites import SpriteRequest, generate
     ckpt = load_checkpoint(folder / "checkpoint.pt")
     m = load_model(folder / "model")
-    data = load_folder(m.cfg, log=lambda _: None).images
+    data = load_folder(m.data_dir, m.spec, log=lambda _: None).images
     start = time.perf_counter()
-    samples, _, _ = generate(m, opts.num_samples, seed=opts.seed, palette="none")
+    samples, _ = generate(m, SpriteRequest(m.condition.defaults(opts.num_samples), opts.seed, palette="none"))
     seconds = time.perf_counter() - start
     f_data, f_s = features(data, net), features(samples, net)
     f_ref = features(floor_images(data, opts.num_samples), net)
-    ceiling = json.loads((vae_folder(m.cfg.latent).parent / META_FILE).read_text()).get(
-        "reconstruction", {}) if m.cfg.latent else {}
+    ceiling = json.loads((vae_folder(m.spec.latent).parent / META_FILE).read_text()).get(
+        "reconstruction", {}) if m.spec.latent else {}
     return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"],
             "ceiling_fd": ceiling.get("fd_lite0"), "ceiling_exact": ceiling.get("exact"),
             "params_m": round(sum(t.numel() for t in ckpt["ema"].values()) / 1e6, 2),
@@ -136,10 +139,9 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
 
 
 def run(opts: RecipeOptions) -> None:
-    from evaluate import lite0
-    unknown = [c for c in opts.candidates if c not in CANDIDATES]
-    if unknown or not opts.candidates:
-        raise UserError(f"--candidates: pick from {', '.join(CANDIDATES)} (got {', '.join(unknown)})")
+    import torch
+
+    from metrics import lite0
     torch.set_num_threads(opts.threads)
     net = lite0()
     for name in opts.candidates:
@@ -228,6 +230,9 @@ def main(argv: list[str]) -> None:
         print(report(opts))
         print(f"wrote {opts.plot}")
     else:
+        unknown = [c for c in opts.candidates if c not in CANDIDATES]
+        if unknown or not opts.candidates:
+            raise UserError(f"--candidates: pick from {', '.join(CANDIDATES)} (got {', '.join(unknown)})")
         Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
         run(opts)
 

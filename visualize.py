@@ -6,31 +6,21 @@ Usage:
     python visualize.py --model=runs/mine --index=3 --t=300 --seed=1
     python visualize.py --untrained                   # the panels with a freshly initialised model
 
-Writes samples/visualization.png (the four panels) and samples/forward_process.png (the strip).
+Writes outputs/visualization.png (the four panels) and outputs/forward_process.png (the strip).
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from config import DEFAULT_SIZE, UserError, option, parse_args, preset, script  # noqa: E402
-from dataset import load_folder  # noqa: E402
-from model import (Loaded, build_scheduler, build_unet, class_conditions, load_model,  # noqa: E402
-                   text_conditions)
+from config import DEFAULT_SIZE, OUTPUTS, ModelSpec, UserError, option, parse_args, script
 
 
 @dataclass
 class VisualizeOptions:
     model: str = option("", "a run, an exported model or a folder of runs; default: the latest run "
-                            "under runs/, else pretrained/")
+                            "under runs/, else the shipped model (pretrained/)")
     untrained: bool = option(False, "use a freshly initialised model of the seed preset")
     data_dir: str = option("", "default: the model's training data")
     index: int = option(0, "which image of the data")
@@ -38,28 +28,35 @@ class VisualizeOptions:
     strip: tuple[int, ...] = option((0, 50, 100, 200, 400, 600, 800, 999), "timesteps of the "
                                                                          "forward-process strip")
     seed: int = option(0, "seed of the noise")
-    out: str = option("samples/visualization.png", "the four panels")
-    strip_out: str = option("samples/forward_process.png", "the forward-process strip")
+    out: str = option(f"{OUTPUTS}/visualization.png", "the four panels")
+    strip_out: str = option(f"{OUTPUTS}/forward_process.png", "the forward-process strip")
 
 
-def get_model(o: VisualizeOptions) -> tuple[Loaded, bool]:
-    """The trained model asked for, or an untrained one (flagged) when asked."""
+def get_model(o: VisualizeOptions):
+    """(the trained model asked for, or an untrained one when asked; whether it is trained)."""
+    import torch
+
+    from model import Loaded, build, build_scheduler, load_model
     if not o.untrained:
         m = load_model(o.model)
+        print(f"model: {m.source} ({m.why})")
         if m.vae is not None:
             raise UserError(f"{m.source} is a latent model: it adds noise to latents, not to the pixels "
                             "these panels show; visualize a pixel model")
         return m, True
-    cfg = preset("seed", image_size=DEFAULT_SIZE)
+    spec = ModelSpec(image_size=DEFAULT_SIZE)
     torch.manual_seed(o.seed)
-    return Loaded(build_unet(cfg), build_scheduler(cfg), cfg, [], None, Path("untrained")), False
+    m = Loaded(build(spec), build_scheduler(spec), spec, [], None, Path("untrained"),
+               data_dir="data/dcss_items")
+    return m, False
 
 
-def predicted_noise(m: Loaded, x_t: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-    """The model's output (conditioned by `cond`, the UNet's keyword arguments) converted to a noise
-    estimate, whatever its prediction target."""
+def predicted_noise(m, x_t, t, cond: dict):
+    """The model's output (conditioned by `cond`, the backbone's keyword arguments) converted to a
+    noise estimate, whatever its prediction target."""
+    import torch
     with torch.no_grad():
-        out = m.unet(x_t, t, **cond).sample
+        out = m.net(x_t, t, **cond).sample
     a = m.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
     kind = m.scheduler.config.prediction_type
     if kind == "v_prediction":
@@ -69,7 +66,7 @@ def predicted_noise(m: Loaded, x_t: torch.Tensor, t: torch.Tensor, cond: dict) -
     return out
 
 
-def show(ax, x: torch.Tensor, title: str, noise: bool = False) -> None:
+def show(ax, x, title: str, noise: bool = False) -> None:
     """One C,H,W tensor as an image, nearest-neighbour so the pixels stay visible."""
     img = (x / 4 + 0.5) if noise else (x + 1) / 2  # noise is N(0,1): +-2 sigma fills the range
     ax.imshow(img.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -81,24 +78,25 @@ def show(ax, x: torch.Tensor, title: str, noise: bool = False) -> None:
 def main(argv: list[str]) -> None:
     o = VisualizeOptions()
     parse_args(argv, __doc__, o, config=False)
+    import matplotlib
+    matplotlib.use("Agg")  # never open a window
+    import matplotlib.pyplot as plt
+    import torch
+
+    from dataset import load_folder, to_unit
     m, trained = get_model(o)
-    data = load_folder(dataclasses.replace(m.cfg, data_dir=o.data_dir or m.cfg.data_dir))
+    data = load_folder(o.data_dir or m.data_dir, m.spec)
     if not 0 <= o.index < len(data.images):
         raise UserError(f"--index must be in 0..{len(data.images) - 1}")
     T = m.scheduler.config.num_train_timesteps
     if not all(0 <= t < T for t in (o.t, *o.strip)):
         raise UserError(f"timesteps must be in 0..{T - 1}")
-    x0 = data.images[o.index:o.index + 1].float() / 127.5 - 1
+    x0 = to_unit(data.images[o.index:o.index + 1])
     g = torch.Generator().manual_seed(o.seed)
     noise = torch.randn(x0.shape, generator=g)
     t = torch.tensor([o.t])
     x_t = m.scheduler.add_noise(x0, noise, t)
-    cond = {}  # the image's class or caption; other data than the model's: "no class"
-    if m.cfg.conditional:
-        cond = class_conditions(data.labels[o.index:o.index + 1] if data.classes == m.classes else
-                                torch.tensor([len(m.classes)]), len(m.classes))[0]
-    elif m.cfg.prompts != "none":
-        cond = text_conditions(m.cfg, [data.captions[o.index]])[0]
+    cond = m.condition.encode(m.condition.of(data, torch.tensor([o.index])))[0]  # its class or caption
     pred = predicted_noise(m, x_t, t, cond)
     mse = torch.mean((pred - noise) ** 2).item()
     state = "" if trained else " (untrained model)"
@@ -109,7 +107,7 @@ def main(argv: list[str]) -> None:
     show(axes[2], x_t[0], f"noisy at t={o.t}")
     show(axes[3], pred[0], f"predicted noise{state}\nMSE {mse:.3f}", noise=True)
     fig.suptitle(f"model: {m.source}" if trained else "untrained model (random weights)", fontsize=9)
-    _save(fig, o.out)
+    _save(plt, fig, o.out)
 
     steps = torch.tensor(o.strip)
     strip = m.scheduler.add_noise(x0.expand(len(steps), -1, -1, -1),
@@ -118,11 +116,11 @@ def main(argv: list[str]) -> None:
     for ax, img, s in zip(axes, strip, steps.tolist()):
         show(ax, img, f"t={s}")
     fig.suptitle("forward process q(x_t | x_0)", fontsize=9)
-    _save(fig, o.strip_out)
+    _save(plt, fig, o.strip_out)
     print(f"wrote {o.out} (predicted-noise MSE {mse:.3f}{state}) and {o.strip_out}")
 
 
-def _save(fig, path: str) -> None:
+def _save(plt, fig, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from config import preset  # noqa: E402
+from config import GUIDANCE, SAMPLER, preset  # noqa: E402
 
 
 def _small_data() -> Path:
@@ -34,6 +34,26 @@ def _small_data() -> Path:
 
 
 SMALL_DATA = _small_data()
+
+
+def _git_status() -> str:
+    import subprocess
+    return subprocess.run(["git", "status", "--porcelain", "--ignored=matching"], cwd=ROOT,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_as_found():
+    """The tests write only to temporary folders: the checkout, ignored files included, is as it
+    was (an error at the end of the session names what changed)."""
+    before = _git_status()
+    yield
+    after = _git_status()
+    new = sorted(set(after.splitlines()) - set(before.splitlines()) - {"!! .pytest_cache/",
+                                                                         "!! __pycache__/",
+                                                                         "!! tests/__pycache__/",
+                                                                         "!! .hypothesis/"})
+    assert not new, f"the tests left these in the checkout: {new}"
 
 
 def smoke_argv(tmp: Path, name: str = "run", *extra: str) -> list[str]:
@@ -57,17 +77,33 @@ def smoke_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cond_run(tmp_path_factory) -> Path:
     """A finished class-conditional RGBA smoke run."""
-    return finished_run(tmp_path_factory, "c", "--conditional", "--channels=4", "--max_steps=2",
+    return finished_run(tmp_path_factory, "c", "--condition=class", "--channels=4", "--max_steps=2",
                         "--sample_every=0")
 
 
 @pytest.fixture(scope="session")
 def prompt_run(tmp_path_factory) -> Path:
     """A finished smoke run conditioned on captions (cross-attention and the pooled vector)."""
-    return finished_run(tmp_path_factory, "p", "--prompts=both", "--channels=4", "--max_steps=2",
+    return finished_run(tmp_path_factory, "p", "--condition=text", "--channels=4", "--max_steps=2",
                         "--sample_every=0")
 
 
 @pytest.fixture
 def tiny_cfg():
     return preset("smoke", data_dir=str(SMALL_DATA))
+
+
+def sprites_of(m, num_images: int, classes: str = "", seed: int = 0, sampler: str = SAMPLER,
+               steps: int = 0, guidance: float = GUIDANCE, palette: str = "data", prompts=(),
+               negative: str = "", start=None, tileable: bool = False):
+    """(images, raw, rows) as generate.py makes them from --class / --prompt."""
+    from sprites import SpriteRequest, generate
+    rows, wanted = m.condition.request(classes, tuple(prompts), num_images)
+    images, raw = generate(m, SpriteRequest(wanted, seed, sampler, steps, guidance, palette, negative,
+                                            start, tileable))
+    return images, raw, rows
+
+
+def spec_of(cfg) -> tuple:
+    """(data_dir, model spec) of a Config: load_folder's arguments."""
+    return cfg.run.data_dir, cfg.model

@@ -1,6 +1,7 @@
 """The web page (app.py): its parts without a browser, then the page in headless Debian chromium
 (tests/install_browser.sh installs it; without it these tests skip and say why)."""
 import shutil
+from pathlib import Path
 import zlib
 
 import numpy as np
@@ -168,3 +169,32 @@ def test_bad_uploads_show_the_error_and_the_page_stays_up(page, tmp_path):
     page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=30_000)
     page.reload()  # the server is still up: a new page makes sprites
     app.click_make(page, 8, timeout_s=120)
+
+
+def fields_of(page) -> dict:
+    """elem_id -> component of a built page."""
+    return {b.elem_id: b for b in page.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def test_the_page_shows_the_field_the_model_is_asked_by(m, prompt_run, tmp_path):
+    by_class = fields_of(app.build_page(m, tmp_path))
+    assert by_class["class"].visible and not by_class["prompt"].visible
+    text_model = load_model(prompt_run)
+    by_text = fields_of(app.build_page(text_model, tmp_path))
+    assert by_text["prompt"].visible and not by_text["class"].visible
+    assert by_text["prompt"].value in text_model.condition.captions  # a real caption to start from
+
+
+def test_old_request_folders_are_deleted(m, tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "KEEP", 2)
+    files = [app.make_sprites(m, tmp_path, "", app.IN_TURN, 3.0, i, 1, 1, "data", None, None, None,
+                              0.5, False)[1][0] for i in range(4)]
+    kept = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(kept) == 2 and [str(p) for p in kept] == [str(Path(f).parent) for f in files[2:]]
+
+
+def test_the_server_prints_no_share_hint(m, capfd):
+    server, url = app.serve(m, "127.0.0.1", app.free_port(), block=False)
+    server.close()
+    out = capfd.readouterr()
+    assert "share=True" not in out.out + out.err

@@ -1,22 +1,31 @@
 """Class-conditional training and classifier-free guidance."""
+from conftest import sprites_of
 import json
 
 import pytest
 import torch
+from PIL import Image
 
 import generate
-import train
+from conditioning import ClassCondition, NoCondition
 from config import ROOT, preset
-from model import build_unet, class_conditions, guided_output, load_model
+from model import build, load_model
+from sampling import guided_output
 
 
 def test_label_dropout_rate():
-    labels = torch.zeros(20000, dtype=torch.long)
+    labels, c = torch.zeros(20000, dtype=torch.long), ClassCondition(list("abcdefg"))
     g = torch.Generator().manual_seed(0)
-    rate = (train.drop_labels(labels, 0.1, 7, g) == 7).double().mean().item()
+    rate = (c.drop(labels, 0.1, g) == 7).double().mean().item()
     assert 0.09 < rate < 0.11
-    assert (train.drop_labels(labels, 0.0, 7, g) == 0).all()
-    assert (train.drop_labels(labels, 1.0, 7, g) == 7).all()
+    assert (c.drop(labels, 0.0, g) == 0).all()
+    assert (c.drop(labels, 1.0, g) == 7).all()
+    state = g.get_state()
+    assert NoCondition().drop(labels, 0.5, g) is labels and torch.equal(g.get_state(), state)
+
+
+def class_conditions(labels, null):
+    return ClassCondition([str(i) for i in range(null)]).encode([str(i) for i in labels.tolist()])
 
 
 class Recorder(torch.nn.Module):
@@ -44,7 +53,7 @@ def test_guidance_is_one_batched_call():
 
 def test_guidance_extremes_match_plain_predictions():
     torch.manual_seed(0)
-    unet = build_unet(preset("smoke", conditional=True), num_classes=4).eval()
+    unet = build(preset("smoke", condition="class").model, num_classes=4).eval()
     x, t, labels = torch.randn(2, 3, 32, 32), torch.tensor(500), torch.tensor([1, 3])
     cond, null = class_conditions(labels, 4)
     with torch.no_grad():
@@ -58,20 +67,20 @@ def test_guidance_extremes_match_plain_predictions():
 def test_class_names_are_saved_with_the_model(cond_run):
     meta = json.loads((cond_run / "model" / "pixelart.json").read_text())
     assert meta["classes"][:3] == ["armour", "artefact", "book"] and len(meta["classes"]) == 15
-    assert load_model(cond_run).unet.config.num_class_embeds == 16  # 15 classes + "no class"
+    assert load_model(cond_run).net.config.num_class_embeds == 16  # 15 classes + "no class"
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
 def test_every_class_samples_with_every_sampler(cond_run, sampler):
     m = load_model(cond_run)
-    images, raw, rows = generate.generate(m, 2, "all", sampler=sampler, steps=2)
+    images, raw, rows = sprites_of(m, 2, "all", sampler=sampler, steps=2)
     assert rows == m.classes and images.shape == raw.shape == (30, 4, 32, 32)
 
 
 def test_class_grid_is_labelled(cond_run, tmp_path):
     assert generate.main([f"--model={cond_run}", "--class=potion,book", "--num_images=3",
                           "--steps=2", f"--out={tmp_path / 'g.png'}", "--scale=2"]) == 0
-    grid = generate.Image.open(tmp_path / "g.png")
+    grid = Image.open(tmp_path / "g.png")
     assert grid.width > 2 * (3 * 33 + 1)  # a label margin left of the rows
     assert len(list((tmp_path / "g").glob("*.png"))) == 6
 
@@ -79,7 +88,7 @@ def test_class_grid_is_labelled(cond_run, tmp_path):
 def test_unknown_class_lists_known_ones(cond_run, capsys):
     assert generate.main([f"--model={cond_run}", "--class=dragon"]) == 2
     err = capsys.readouterr().err
-    assert "unknown class dragon; known classes: armour, artefact, book" in err
+    assert "unknown class dragon; this model's classes: armour, artefact, book" in err
 
 
 def test_guidance_and_sampler_sweeps_report_every_class(cond_run, tmp_path):
@@ -100,7 +109,9 @@ def test_guidance_and_sampler_sweeps_report_every_class(cond_run, tmp_path):
 
 
 def test_default_cycles_classes_and_none_is_unconditional(cond_run):
-    m = load_model(cond_run)
-    assert generate.class_labels(m, "", [None], 17).tolist() == list(range(15)) + [0, 1]
-    assert generate.class_labels(m, "none", [None], 3).tolist() == [15, 15, 15]
-    assert generate.class_labels(m, "book,potion", ["book", "potion"], 2).tolist() == [2, 2, 7, 7]
+    c = load_model(cond_run).condition
+    labels = lambda classes, n: c.encode(c.request(classes, (), n)[1])[0]["class_labels"].tolist()
+    assert labels("", 17) == list(range(15)) + [0, 1]
+    assert labels("none", 3) == [15, 15, 15]
+    assert labels("book,potion", 2) == [2, 2, 7, 7]
+    assert c.request("book,potion", (), 2)[0] == ["book", "potion"]

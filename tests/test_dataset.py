@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import spec_of
 from config import UserError, preset
 from dataset import augment, load_folder, load_image, to_uint8, BadImage
 
@@ -57,7 +58,7 @@ def write_zoo(folder):
 def test_every_mode_loads_and_bad_files_are_skipped(tmp_path):
     n_good, n_bad = write_zoo(tmp_path)
     lines = []
-    data = load_folder(cfg_for(tmp_path), log=lines.append)
+    data = load_folder(*spec_of(cfg_for(tmp_path)), log=lines.append)
     assert data.images.shape == (n_good, 3, 8, 8) and data.images.dtype == torch.uint8
     assert data.classes == ["good"] and (data.labels == 0).all()
     assert len(data.skipped) == n_bad
@@ -68,10 +69,10 @@ def test_every_mode_loads_and_bad_files_are_skipped(tmp_path):
 
 def test_transparency_composited_on_background_or_kept(tmp_path):
     Image.fromarray(sprite(), "RGBA").save(tmp_path / "a.png")
-    rgb = load_folder(cfg_for(tmp_path, background="#102030")).images[0]
+    rgb = load_folder(*spec_of(cfg_for(tmp_path, background="#102030"))).images[0]
     assert rgb[:, 0, 0].tolist() == [16, 32, 48]  # transparent corner shows the background
     assert rgb[:, 4, 4].tolist() == [200, 40, 10]
-    rgba = load_folder(cfg_for(tmp_path, channels=4)).images[0]
+    rgba = load_folder(*spec_of(cfg_for(tmp_path, channels=4))).images[0]
     assert rgba[:, 0, 0].tolist() == [0, 0, 0, 0] and rgba[:, 4, 4].tolist() == [200, 40, 10, 255]
 
 
@@ -116,14 +117,14 @@ def test_class_labels_from_first_level_folders(tmp_path):
         (tmp_path / cls / "deeper").mkdir(parents=True)
         for i in range(n):
             Image.fromarray(sprite(), "RGBA").save(tmp_path / cls / "deeper" / f"{i}.PNG")
-    data = load_folder(cfg_for(tmp_path))
+    data = load_folder(*spec_of(cfg_for(tmp_path)))
     assert data.classes == ["book", "potion"]
     assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1]
 
 
 def test_flat_folder_is_one_class(tmp_path):
     Image.fromarray(sprite(), "RGBA").save(tmp_path / "a.png")
-    assert load_folder(cfg_for(tmp_path)).classes == [tmp_path.name]
+    assert load_folder(*spec_of(cfg_for(tmp_path))).classes == [tmp_path.name]
 
 
 def only_bad_files(folder):
@@ -138,7 +139,7 @@ def only_bad_files(folder):
 ])
 def test_unusable_folders_stop_with_one_sentence(tmp_path, setup, message):
     with pytest.raises(UserError, match=message):
-        load_folder(cfg_for(setup(tmp_path)), log=lambda _: None)
+        load_folder(*spec_of(cfg_for(setup(tmp_path))), log=lambda _: None)
 
 
 def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
@@ -147,10 +148,10 @@ def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
     for i in range(3):
         Image.fromarray(sprite(16), "RGBA").save(tmp_path / f"{i}.png")
     lines = []
-    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    data = load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path))), log=lines.append)
     assert data.images.shape[-2:] == (16, 16) and lines == []
     Image.fromarray(sprite(24), "RGBA").save(tmp_path / "big.png")
-    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    data = load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path))), log=lines.append)
     assert data.images.shape[-2:] == (32, 32)
     assert lines == ["4 images were resized to 32x32 with NEAREST (first: 0.png: resized 16 -> 32 "
                      "(nearest)); --image_size=N trains at another size"]
@@ -158,11 +159,11 @@ def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
         p.unlink()
     Image.fromarray(sprite(18), "RGBA").save(tmp_path / "odd.png")
     with pytest.raises(UserError, match="the images are 18x18.*--image_size=20"):
-        load_folder(preset("seed", data_dir=str(tmp_path)))
+        load_folder(*spec_of(preset("seed", data_dir=str(tmp_path))))
 
 
 def test_shipped_dataset_loads():
-    data = load_folder(preset("seed"), log=lambda _: None)
+    data = load_folder(*spec_of(preset("seed")), log=lambda _: None)
     assert data.images.shape == (346, 3, 32, 32) and len(data.classes) == 15 and not data.skipped
 
 

@@ -1,24 +1,28 @@
 """Metrics where the answer is known, palettes, and pixel-perfect output."""
+from conftest import spec_of, sprites_of
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 import torch.nn.functional as F
 
 import evaluate
+import metrics
 import generate
 from config import UserError, preset
 from dataset import load_folder
+from model import load_model
 from palette import PALETTE_COLOURS, extract, load_palette, parse_gpl, parse_hex, snap
 
 
 @pytest.fixture(scope="module")
 def icons():
-    return load_folder(preset("seed", channels=4), log=lambda _: None).images
+    return load_folder(*spec_of(preset("seed", channels=4)), log=lambda _: None).images
 
 
 @pytest.fixture(scope="module")
 def net():
-    return evaluate.lite0()  # loaded once per session (functools.cache)
+    return metrics.lite0()  # loaded once per session (functools.cache)
 
 
 def blur(images):
@@ -30,39 +34,39 @@ def blur(images):
 
 def test_feature_metrics_on_known_sets(icons, net):
     data = icons[torch.randperm(len(icons), generator=torch.Generator().manual_seed(0))[:120]]
-    f = evaluate.features(data, net)
+    f = metrics.features(data, net)
     assert f.shape == (120, 1280)
-    assert abs(evaluate.frechet(f, f)) < 0.01  # identical sets: zero (round-off), below any floor
+    assert abs(metrics.frechet(f, f)) < 0.01  # identical sets: zero (round-off), below any floor
     sets = [data.flip(-1), blur(data.flip(-1)), torch.randint(0, 256, data.shape, dtype=torch.uint8)]
-    feats = [evaluate.features(s, net) for s in sets]
-    fd = [evaluate.frechet(x, f) for x in feats]
-    kid = [evaluate.kid(x, f)[0] for x in feats]
+    feats = [metrics.features(s, net) for s in sets]
+    fd = [metrics.frechet(x, f) for x in feats]
+    kid = [metrics.kid(x, f)[0] for x in feats]
     assert 0 < fd[0] < fd[1] < fd[2]  # mirror (the floor) < blurred < noise
     assert kid[0] < kid[1] < kid[2]
-    same = evaluate.prdc(f, f)
+    same = metrics.prdc(f, f)
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
 
 
 def test_copies_and_nearest_neighbours(icons):
     data = icons[:50]
-    assert evaluate.copies(data[:10], data) == 1.0
-    assert evaluate.copies(data[:10].flip(-1), data) == 1.0  # a mirror image is still a copy
-    assert evaluate.copies(blur(data[:10]), data) == 0.0
-    assert evaluate.nn_ratio(data[:10], data) == 0.0
+    assert metrics.copies(data[:10], data) == 1.0
+    assert metrics.copies(data[:10].flip(-1), data) == 1.0  # a mirror image is still a copy
+    assert metrics.copies(blur(data[:10]), data) == 0.0
+    assert metrics.nn_ratio(data[:10], data) == 0.0
     noise = torch.randint(0, 256, (10, *data.shape[1:]), dtype=torch.uint8)
-    assert evaluate.nn_ratio(noise, data) > 1.0
+    assert metrics.nn_ratio(noise, data) > 1.0
 
 
 def test_pixel_statistics(icons):
     data = icons[:50]
-    assert evaluate.off_palette(data, data) == 0.0
-    assert evaluate.off_palette(blur(data), data) > 0.05
-    assert evaluate.colour_counts(blur(data)).mean() > evaluate.colour_counts(data).mean()
-    assert evaluate.semi_transparent(blur(data)) > 2 * evaluate.semi_transparent(data) > 0
+    assert metrics.off_palette(data, data) == 0.0
+    assert metrics.off_palette(blur(data), data) > 0.05
+    assert metrics.colour_counts(blur(data)).mean() > metrics.colour_counts(data).mean()
+    assert metrics.semi_transparent(blur(data)) > 2 * metrics.semi_transparent(data) > 0
 
 
 def test_score_report_has_floor(icons, net):
-    r = evaluate.score(icons[:20], icons[:40], net)
+    r = metrics.score(icons[:20], icons[:40], net)
     assert r["samples"]["copy_rate"] == 1.0 and r["floor"]["copy_rate"] is None
     assert r["samples"]["fd_lite0"] >= 0 and r["floor"]["fd_lite0"] > 0
 
@@ -97,8 +101,8 @@ def test_rgba_model_outputs_binary_alpha_and_palette_colours(cond_run, tmp_path)
     """Generation reads the model folder and nothing else: its palette was saved with the export."""
     assert generate.main([f"--model={cond_run}", "--num_images=3", "--steps=2", "--class=none",
                           f"--out={tmp_path / 'g.png'}"]) == 0
-    m = generate.load_model(cond_run)
-    out, raw, _ = generate.generate(m, 3, "none", steps=2)
+    m = load_model(cond_run)
+    out, raw, _ = sprites_of(m, 3, "none", steps=2)
     assert out.shape[1] == 4 and set(out[:, 3].unique().tolist()) <= {0, 255}
     pal = load_palette(cond_run / "model" / "palette.hex")
     assert torch.equal(pal, m.palette) and 2 <= len(pal) <= PALETTE_COLOURS
@@ -106,7 +110,7 @@ def test_rgba_model_outputs_binary_alpha_and_palette_colours(cond_run, tmp_path)
         {tuple(c) for c in pal.tolist()}
     for name in ("g.png", "g_sheet.png", "g/0000.png", "g/raw/0000.png"):
         assert (tmp_path / name).is_file(), name
-    raw_alpha = np.asarray(generate.Image.open(tmp_path / "g" / "raw" / "0000.png"))[..., 3]
+    raw_alpha = np.asarray(Image.open(tmp_path / "g" / "raw" / "0000.png"))[..., 3]
     assert raw_alpha.shape == (32, 32)
 
 
@@ -114,9 +118,9 @@ def test_generation_does_not_need_the_training_data(cond_run, tmp_path):
     """A model folder copied away from its data (and its run) still generates with the data palette."""
     import shutil
     shutil.copytree(cond_run / "model", tmp_path / "moved")
-    m = generate.load_model(tmp_path / "moved")
-    m.cfg.data_dir = str(tmp_path / "deleted")
-    images, _, _ = generate.generate(m, 2, steps=2)
+    m = load_model(tmp_path / "moved")
+    m.data_dir = str(tmp_path / "deleted")
+    images, _, _ = sprites_of(m, 2, steps=2)
     assert images.shape == (2, 4, 32, 32)
     assert not (tmp_path / "moved" / "palette_32.hex").exists()  # nothing cached into the folder
 
@@ -124,13 +128,13 @@ def test_generation_does_not_need_the_training_data(cond_run, tmp_path):
 def test_border_difference_sees_a_seam(icons):
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     mask[..., 8:24, 8:24] = True
-    own = evaluate.border_difference(icons[:20], mask)
+    own = metrics.border_difference(icons[:20], mask)
     pasted = torch.where(mask, torch.full_like(icons[:20], 255), icons[:20])  # a white square
-    assert evaluate.border_difference(pasted, mask) > 2 * own > 0
+    assert metrics.border_difference(pasted, mask) > 2 * own > 0
 
 
 def test_class_diversity_is_one_for_the_data_and_zero_for_a_collapsed_class():
-    from evaluate import class_diversity
+    from metrics import class_diversity
     f = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(40) % 2
     collapsed = torch.where((labels == 1)[:, None], f[1], f)  # class 1: one icon, again and again

@@ -1,12 +1,19 @@
 """The models shipped in pretrained/: intact, and usable offline in seconds."""
+from conftest import sprites_of
 import hashlib
 
 import numpy as np
 import torch
+from PIL import Image
 
 import generate
-from evaluate import seam_ratio
-from model import SHIPPED, load_model
+from metrics import seam_ratio
+from config import ROOT
+from model import load_model
+import sprites
+from sprites import SpriteRequest, Start, read_sprite
+
+SHIPPED = ROOT / "pretrained"
 
 
 def test_shipped_files_match_their_checksums():
@@ -27,9 +34,9 @@ def test_a_fresh_clone_generates_from_a_prompt_offline(tmp_path, capsys, monkeyp
     icons = sorted((tmp_path / "g").glob("*.png"))
     assert len(icons) == 4
     m = load_model(SHIPPED)
-    assert m.cfg.prompts == "both" and m.cfg.channels == 4 and {"potion", "undead"} <= set(m.classes)
+    assert m.spec.text_inputs == "both" and m.spec.channels == 4 and {"potion", "undead"} <= set(m.classes)
     assert m.palette is not None and len(m.palette) == 128  # saved with the model: no data needed
-    alpha = torch.from_numpy(np.array(generate.Image.open(icons[0]).getchannel("A")))
+    alpha = torch.from_numpy(np.array(Image.open(icons[0]).getchannel("A")))
     assert set(alpha.unique().tolist()) <= {0, 255}
 
 
@@ -37,6 +44,32 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     """Opaque floor, wall and water tiles: with --tileable the colour step across the wrap edge is
     about the step between neighbouring pixels inside; without it, clearly larger."""
     m = load_model(SHIPPED / "terrain")
-    tiled, _, _ = generate.generate(m, 8, steps=10, tileable=True)
-    plain, _, _ = generate.generate(m, 8, steps=10)
+    tiled, _, _ = sprites_of(m, 8, steps=10, tileable=True)
+    plain, _, _ = sprites_of(m, 8, steps=10)
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
+
+
+def digest(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def test_the_shipped_models_draw_the_same_sprites_as_before_the_reshape():
+    """Bit for bit what the code before the core's reshape drew (its hashes, recorded on this
+    machine kind): fixed seeds, samplers, steps, guidance and palettes, on both shipped models, with
+    a negative prompt, tiles, inpainting with RePaint and a variation."""
+    m, t = load_model(SHIPPED), load_model(SHIPPED / "terrain")
+    ask = lambda model, classes="", prompts=(): model.condition.request(classes, prompts, 2)[1]
+    assert digest(sprites.generate(m, SpriteRequest(ask(m, prompts=("a blue book", "a red potion")), 3, "dpm",
+                                            10, 3.0, "data"))[0]) == "41a49fa20d9437b9"
+    assert digest(sprites.generate(m, SpriteRequest(ask(m, prompts=("a green helmet",)), 5, "ddim", 8, 2.0,
+                                            "none", negative="grey"))[0]) == "49f8de6ffb7ab263"
+    assert digest(sprites.generate(t, SpriteRequest(ask(t, "floor,wall"), 1, "dpm", 6, 3.0, "data",
+                                            tileable=True))[0]) == "6cbb01784aaa15c2"
+    floor = sorted((ROOT / "data" / "dcss_terrain" / "floor").glob("*.png"))[0]
+    init = read_sprite(str(floor), "init", t.spec)
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, 8:24, 8:24] = True
+    assert digest(sprites.generate(t, SpriteRequest(ask(t, "water"), 2, "dpm", 6, 3.0, "data",
+                                            start=Start(init, mask, 1.0, 2)))[0]) == "3a36bff71234e866"
+    assert digest(sprites.generate(t, SpriteRequest(ask(t), 2, "ddim", 6, 3.0, "data",
+                                            start=Start(init, None, 0.5, 0)))[0]) == "c38763ca356c1e1a"

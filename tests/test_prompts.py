@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+import conditioning
 import generate
 import model
-import train
+from conftest import spec_of, sprites_of
 from config import ROOT, preset
 from dataset import load_folder
 from palette import COLOUR_NAMES, main_colours, name_colours
@@ -57,7 +58,7 @@ def test_captions_from_tile_names_and_classes():
 
 
 def test_shipped_folders_have_a_caption_for_every_image():
-    data = load_folder(preset("seed", data_dir="data/dcss_items,data/dcss_monsters"),
+    data = load_folder(*spec_of(preset("seed", data_dir="data/dcss_items,data/dcss_monsters")),
                        log=lambda line: pytest.fail(line))  # no warning at all
     assert len(data.files) == 697 and len(set(data.captions)) > 300
     names = [f.name for f in data.files]
@@ -72,7 +73,7 @@ def test_bad_metadata_is_reported_once_per_kind_and_the_rest_used(tmp_path):
         "{not json", json.dumps({"file": "b.png"}), json.dumps({"file_name": "b.png", "text": 3}),
         json.dumps({"file_name": "gone.png", "text": "lost"}), ""]))
     lines = []
-    data = load_folder(preset("smoke", data_dir=str(tmp_path)), log=lines.append)
+    data = load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path))), log=lines.append)
     assert data.captions == ["a red thing", tmp_path.name, tmp_path.name]  # the class name
     assert len(lines) == 3, lines
     assert "3 lines are not JSON objects with a file_name and a text (first: line 2)" in lines[0]
@@ -82,10 +83,10 @@ def test_bad_metadata_is_reported_once_per_kind_and_the_rest_used(tmp_path):
 
 def test_text_embeddings_are_computed_once_and_cached(tmp_path, monkeypatch):
     calls = []
-    real = model.encode_text
-    monkeypatch.setattr(model, "encode_text", lambda texts, **kw: calls.append(texts) or real(texts))
-    first = model.text_table(["a red potion", "", "a red potion"], tmp_path / "text.pt")
-    again = model.text_table(["", "a blue book", "a red potion"], tmp_path / "text.pt")
+    real = conditioning.encode_text
+    monkeypatch.setattr(conditioning, "encode_text", lambda texts, **kw: calls.append(texts) or real(texts))
+    first = conditioning.text_table(["a red potion", "", "a red potion"], tmp_path / "text.pt")
+    again = conditioning.text_table(["", "a blue book", "a red potion"], tmp_path / "text.pt")
     assert calls == [["a red potion", ""], ["a blue book"]]  # each text encoded once
     assert torch.equal(first["hidden"][0], again["hidden"][2]) and first["hidden"].shape == (3, 32, 384)
     assert torch.allclose(again["pooled"].norm(dim=1), torch.ones(3))
@@ -93,11 +94,13 @@ def test_text_embeddings_are_computed_once_and_cached(tmp_path, monkeypatch):
 
 
 def test_caption_dropout_gives_the_empty_caption(tmp_path):
-    cfg = preset("smoke", prompts="both")
-    text = model.text_table(["a red potion", "a blue book", ""], tmp_path / "t.pt")
-    dropped = train.drop_labels(torch.tensor([0, 1] * 500), 0.1, 2, torch.Generator().manual_seed(0))
-    assert 0.07 < (dropped == 2).double().mean() < 0.13
-    kw = model.unet_inputs(cfg, dropped, text)
+    c = conditioning.TextCondition("both", [])
+    data = type("Data", (), {"captions": ["a red potion", "a blue book"] * 500})
+    labels = c.labels(data, tmp_path / "t.pt")  # rows of the sorted captions; the empty one last
+    text = c.table
+    dropped = c.drop(labels, 0.1, torch.Generator().manual_seed(0))
+    assert c.null == 2 and 0.07 < (dropped == 2).double().mean() < 0.13
+    kw = c.inputs(dropped)
     empty = dropped == 2
     assert torch.equal(kw["encoder_hidden_states"][empty][0], text["hidden"][2])
     assert torch.equal(kw["class_labels"][~empty][0], text["pooled"][dropped[~empty][0]])
@@ -117,19 +120,21 @@ def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):
                           "--num_images=2", "--steps=2", "--negative_prompt=grey", f"--out={out}"]) == 0
     assert len(list((tmp_path / "g").glob("*.png"))) == 4
     m = model.load_model(prompt_run)
-    images, _, rows = generate.generate(m, 3, prompts=("",), steps=2)  # empty: unconditional
+    images, _, rows = sprites_of(m, 3, prompts=("",), steps=2)  # empty: unconditional
     assert rows == [""] and images.shape == (3, 4, 32, 32)
     capsys.readouterr()
-    generate.generate(m, 1, prompts=("a red potion " * 20,), steps=2)
+    sprites_of(m, 1, prompts=("a red potion " * 20,), steps=2)
     err = capsys.readouterr().out
     assert "1 prompts are longer than 32 tokens and were cut" in err
     for sampler in ("ddpm", "ddim"):
-        generate.generate(m, 1, prompts=("a red potion",), sampler=sampler, steps=2, palette="none")
+        sprites_of(m, 1, prompts=("a red potion",), sampler=sampler, steps=2, palette="none")
 
 
 @pytest.mark.parametrize("args, message", [
     (["--prompt_file=/no/such.txt"], "prompt file /no/such.txt does not exist"),
-    (["--prompt=a red potion", "--model=pretrained/terrain"], "this model does not take prompts"),
+    (["--prompt=a red potion", "--model=pretrained/terrain"], "this model takes classes, not prompts "
+                                                              "(condition=class): use --class=floor"),
+    (["--prompt=a red potion", "--class=book"], "--class=book and --prompt both say what to draw"),
 ])
 def test_bad_prompt_input_is_one_sentence(args, message, capsys):
     assert generate.main(args + ["--steps=2", "--num_images=1"]) == 2
@@ -185,46 +190,50 @@ def test_the_readme_samples_a_prompt_model_with_stock_diffusers(prompt_run):
     scope = {"MODEL": str(prompt_run / "model")}
     exec(STOCK_DIFFUSERS, scope)
     m = model.load_model(prompt_run)
-    _, ours, _ = generate.generate(m, 4, prompts=("a blue book",), palette="none")
+    _, ours, _ = sprites_of(m, 4, prompts=("a blue book",), palette="none")
     assert (scope["images"].int() - ours.int()).abs().max() <= 1
 
 
 def test_evaluate_samples_only_the_reference_datas_classes_in_turn(prompt_run, tmp_path, monkeypatch):
     """An items-and-monsters model scored against the items: the items' classes in turn."""
     import shutil
+
     import evaluate
+    import tables
     for cls in ("book", "potion"):
         shutil.copytree(ROOT / "data" / "dcss_items" / cls, tmp_path / "items" / cls)
     asked = []
 
-    def fake_generate(m, n, classes, *args, **kw):
-        asked.append((n, classes))
-        rows = classes.split(",")
-        x = torch.stack([torch.full((4, 32, 32), i, dtype=torch.uint8)
-                         for i in range(len(rows)) for _ in range(n)])
-        return x, x, rows
+    def fake_generate(m, req):
+        asked.append(req.wanted)
+        x = torch.stack([torch.full((4, 32, 32), ["book", "potion"].index(w), dtype=torch.uint8)
+                         for w in req.wanted])
+        return x, x
 
-    monkeypatch.setattr(evaluate, "generate", fake_generate)
+    monkeypatch.setattr(tables, "generate", fake_generate)
     o = evaluate.EvalOptions(model=str(prompt_run), data_dir=str(tmp_path / "items"), num_samples=5)
-    samples, data, labels = evaluate.samples_and_data(o)
-    assert asked == [(3, "book,potion")] and len(data) == 51
+    m, data = evaluate.model_and_data(o)
+    samples, labels = tables.samples_and_data(m, data, o)
+    assert asked == [["book", "potion", "book", "potion", "book"]] and len(data.images) == 51
     assert samples[:, 0, 0, 0].tolist() == [0, 1, 0, 1, 0] and labels[0].tolist() == [0, 1, 0, 1, 0]
 
 
 def test_evaluate_captions_prompts_with_the_datas_own_captions_in_turn(prompt_run, tmp_path, monkeypatch):
     import evaluate
+    import tables
     from conftest import SMALL_DATA
     asked = []
 
-    def fake_generate(m, n, classes, seed, sampler, steps, guidance, palette, prompts, **kw):
-        asked.append(prompts)
-        x = torch.zeros(n * len(prompts), 4, 32, 32, dtype=torch.uint8)
-        return x, x, list(prompts)
+    def fake_generate(m, req):
+        asked.append(req.wanted)
+        x = torch.zeros(len(req.wanted), 4, 32, 32, dtype=torch.uint8)
+        return x, x
 
-    monkeypatch.setattr(evaluate, "generate", fake_generate)
+    monkeypatch.setattr(tables, "generate", fake_generate)
     o = evaluate.EvalOptions(model=str(prompt_run), data_dir=str(SMALL_DATA), num_samples=32, captions=True)
-    samples, data, labels = evaluate.samples_and_data(o)
-    captions = load_folder(preset("smoke", data_dir=str(SMALL_DATA)), log=lambda _: None).captions
+    m, data = evaluate.model_and_data(o)
+    samples, labels = tables.samples_and_data(m, data, o)
+    captions = load_folder(*spec_of(preset("smoke", data_dir=str(SMALL_DATA))), log=lambda _: None).captions
     assert len(samples) == 32 and len(captions) < 32
     assert list(asked[0]) == captions + captions[:32 - len(captions)]  # one per icon, then round again
     assert labels[0].tolist() == (labels[1].tolist() * 2)[:32]  # each sample has its icon's class

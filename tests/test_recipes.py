@@ -17,17 +17,17 @@ def test_marks_resume_score_and_report(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(recipes.CANDIDATES, "tiny-lr", ("smoke", {**small, "lr": 1e-4}, "a lower lr"))
     common = ["--num_samples=4", f"--out_dir={tmp_path}"]
     assert recipes.main(["--candidates=tiny,tiny-lr", "--minutes=1e-7", *common]) == 0
-    assert recipes.main(["--candidates=tiny", "--minutes=1e-7,0.001", *common]) == 0  # only the new mark
+    assert recipes.main(["--candidates=tiny", "--minutes=1e-7,0.01", *common]) == 0  # only the new mark
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [(r["candidate"], r["mark"]) for r in rows] == [("tiny", 1e-7), ("tiny-lr", 1e-7),
-                                                           ("tiny", 0.001)]
+                                                           ("tiny", 0.01)]
     assert rows[0]["step"] == 1 and rows[2]["step"] > 1  # the later mark resumed the first run
     assert all(r["fd_lite0"] > 0 and r["floor_fd"] > 0 for r in rows)
     capsys.readouterr()
     plot = tmp_path / "curve.png"
     assert recipes.main([f"--out_dir={tmp_path}", "--report", f"--plot={plot}"]) == 0
     out = capsys.readouterr().out
-    assert "| `tiny` |" in out and "| `tiny-lr` |" in out and "`tiny` alone at 0.001 min" in out
+    assert "| `tiny` |" in out and "| `tiny-lr` |" in out and "`tiny` alone at 0.01 min" in out
     assert plot.stat().st_size > 0
 
 
@@ -39,8 +39,8 @@ def test_unknown_candidate_is_one_line_error(capsys):
 def test_an_interrupted_candidate_is_not_scored(tmp_path, monkeypatch, capsys):
     """train() returns the run folder, not its export, when Ctrl-C or SIGTERM stopped it: the stale
     export must not be scored as if it had reached the mark."""
-    import train
-    monkeypatch.setattr(train, "train", lambda cfg, folder, resume: folder)
+    import trainer
+    monkeypatch.setattr(trainer, "train", lambda cfg, folder, resume: folder)
     assert recipes.main(["--candidates=cpu-start", "--minutes=1", f"--out_dir={tmp_path}"]) == 2
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()

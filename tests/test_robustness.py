@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 import train
+import trainer
 from config import ROOT, UserError
 from conftest import smoke_argv
 from dataset import BadImage, load_image
@@ -59,7 +60,7 @@ def test_sigterm_saves_checkpoint_and_resume_is_exact(tmp_path):
 def test_ctrl_c_in_process_saves_checkpoint_and_restores_the_handler(tmp_path, monkeypatch, capsys):
     """SIGINT during step 3: the step finishes, the checkpoint holds step 3, no model is exported,
     and the caller's own SIGINT handler is back afterwards."""
-    real = train.diffusion_loss
+    real = trainer.Diffusion.loss
     calls = {"n": 0}
 
     def interrupting(*args, **kw):
@@ -69,7 +70,7 @@ def test_ctrl_c_in_process_saves_checkpoint_and_restores_the_handler(tmp_path, m
         return real(*args, **kw)
 
     before = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(train, "diffusion_loss", interrupting)
+    monkeypatch.setattr(trainer.Diffusion, "loss", interrupting)
     assert train.main(smoke_argv(tmp_path, "int", "--max_steps=400", "--sample_every=0")) == 0
     assert "interrupted at step 3: checkpoint saved" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "int" / "checkpoint.pt")["step"] == 3
@@ -104,7 +105,7 @@ def test_kill_9_during_checkpoint_write_keeps_previous(tmp_path):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good(tmp_path, monkeypatch, capsys):
-    real = train.diffusion_loss
+    real = trainer.Diffusion.loss
     calls = {"n": 0}
 
     def poisoned(*args, **kw):
@@ -112,7 +113,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good(tmp_path, monkeypatc
         loss = real(*args, **kw)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(train, "diffusion_loss", poisoned)
+    monkeypatch.setattr(trainer.Diffusion, "loss", poisoned)
     assert train.main(smoke_argv(tmp_path, "nan", "--log_every=1")) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: the loss became nan at step 5")

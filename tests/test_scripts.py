@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -33,7 +35,8 @@ def test_help_names_every_option_with_its_default(name, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: python {name}.py") and "Usage:" in out  # the usage line, then the docstring
     classes = [getattr(module, OPTIONS[name])] if name in OPTIONS else []
-    fields = [f for c in classes + [config.Config] * (name in TAKES_CONFIG) for f in dataclasses.fields(c)]
+    specs = [config.ModelSpec, config.RunSpec] * (name in TAKES_CONFIG)
+    fields = [f for c in classes + specs for f in dataclasses.fields(c)]
     for f in fields:
         flag = f.metadata["flag"] or f.name
         assert re.search(rf"--{flag} \[?[A-Z]", out), f"--{flag} missing from {name}.py --help"
@@ -74,9 +77,24 @@ SMOKE = {  # appended to each documented command: the same command at smoke size
 }
 
 
-def test_every_documented_command_runs(tmp_path, monkeypatch):
-    """The README's quick start and every usage line of every script, in a fresh folder with a user's
-    folder of 16x16 sprites at path/to/my/sprites, each at smoke size."""
+def fresh_clone(dest) -> None:
+    """The working tree's tracked files, committed in a new repository at dest: what a clone of
+    this checkout would hold."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for name in filter(None, files):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(dest)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run(git + args, check=True)
+
+
+def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monkeypatch):
+    """The README's quick start and every usage line of every script, in a fresh clone of the repo
+    with a user's folder of 16x16 sprites at path/to/my/sprites, each at smoke size. No committed
+    file changes: outputs go to folders git ignores."""
+    fresh_clone(tmp_path)
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
     for cls in ("potion", "book"):
@@ -101,16 +119,21 @@ def test_every_documented_command_runs(tmp_path, monkeypatch):
             assert code == 0, f"python {script}.py {' '.join(argv)} exited {code}"
     finally:
         torch.set_num_threads(threads)
-    for out in ("samples/generated_images.png", "samples/visualization.png", "my.hex", "bench.json",
-                "runs/mine/model/palette.hex", "samples/recipes.png"):
+    for out in ("outputs/generated_images.png", "outputs/visualization.png", "my.hex", "bench.json",
+                "runs/mine/model/palette.hex", "outputs/recipes.png"):
         assert (tmp_path / out).is_file(), out
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+    assert changed == "", changed
+    assert "outputs/" not in subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path,
+                                            capture_output=True, text=True).stdout  # ignored
     bench = json.loads((tmp_path / "bench.json").read_text())  # the conditional cpu preset, measured
     assert [r["loop"] for r in bench["training"]] == ["seed (PIL + DataLoader, eager fp32)", "repo: base",
                                                       "repo: bf16", "repo: compile"]
     assert bench["peak_gflops"] > 0 and bench["gflop_per_step"] > 0 and bench["training"][0]["vs_seed"] == 1
     assert all(r["images_per_s"] > 0 and r["peak_fraction"] > 0 for r in bench["training"])
     assert [r["sampler"] for r in bench["sampling"]] == ["dpm-10"]
-    assert config.load(tmp_path / "runs/mine/config.json").image_size == 16  # the sprites' own size
+    assert config.load(tmp_path / "runs/mine/config.json").model.image_size == 16  # the sprites' own size
 
 
 def test_train_cli_smoke_end_to_end(tmp_path):
@@ -164,7 +187,10 @@ def test_visualize_writes_panels(smoke_run, tmp_path, capsys):
      "image_size 31 is not divisible by 2, the UNet's downsampling factor"),
     ("generate", ["--model=/no/such/run"], "does not exist"),
     ("generate", ["--sampler=euler"], "sampler must be one of"),
-    ("generate", ["--num_images=0"], "num_images"),
+    ("generate", ["--num_images=0"], "--num_images must be >= 1, got 0"),
+    ("generate", ["--num_image=4"], "unknown option --num_image; did you mean --num_images?"),
+    ("generate", ["--model=/no/such/run"], "model /no/such/run does not exist (--model takes a run"),
+    ("generate", ["--strength=0.5"], "--strength works on a sprite: give it one with --init"),
     ("generate", ["--palette=/no/such.hex"], "palette file /no/such.hex does not exist"),
     ("evaluate", ["--sampler_sweep=dpm-ten"], "is not SAMPLER or SAMPLER-STEPS"),
     ("visualize", ["--model=/tmp"], "is not a run or model folder"),
@@ -177,3 +203,18 @@ def test_bad_input_is_one_sentence(script, args, message, capsys):
     assert module.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("name", ["train", "generate", "evaluate", "visualize", "app", "bench", "recipes"])
+def test_help_and_option_errors_answer_in_under_a_second(name):
+    """Options are parsed before torch is imported: a typo costs no start-up."""
+    for argv, code in ((["--help"], 0), (["--no_such_option=1"], 2)):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, str(ROOT / f"{name}.py"), *argv], capture_output=True,
+                           text=True, timeout=60)
+        seconds = time.perf_counter() - t0
+        assert p.returncode == code, p.stderr
+        assert seconds < 1.0, f"python {name}.py {argv[0]} took {seconds:.2f} s"
+    assert "torch" not in subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = ['x']; import {name}; print(*sys.modules)"],
+        cwd=ROOT, capture_output=True, text=True).stdout.split()

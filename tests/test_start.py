@@ -1,4 +1,7 @@
 """Starting from a sprite: variations, inpainting, outpainting, seamless tiles, and their bad input."""
+from conftest import sprites_of
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,7 @@ from PIL import Image
 
 import generate
 from config import preset
-from generate import Start, shifted
+from sprites import Start, shifted
 from model import load_model
 
 
@@ -18,15 +21,15 @@ def m(cond_run):
 @pytest.fixture(scope="module")
 def icon():
     """A shipped icon (RGBA uint8 C,H,W): its colours are not all in the model's palette."""
-    path = next((generate.Path(__file__).parents[1] / "data" / "dcss_items" / "potion").glob("*.png"))
+    path = next((Path(__file__).parents[1] / "data" / "dcss_items" / "potion").glob("*.png"))
     return torch.from_numpy(np.array(Image.open(path).convert("RGBA"))).permute(2, 0, 1)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
 def test_strength_zero_gives_the_sprite_back_and_more_strength_changes_more(m, icon, sampler):
-    back, _, _ = generate.generate(m, 2, "potion", sampler=sampler, steps=4, start=Start(icon, None, 0.0))
+    back, _, _ = sprites_of(m, 2, "potion", sampler=sampler, steps=4, start=Start(icon, None, 0.0))
     assert torch.equal(back, icon.expand(2, -1, -1, -1))
-    changed = [(generate.generate(m, 2, "potion", sampler=sampler, steps=4, palette="none",
+    changed = [(sprites_of(m, 2, "potion", sampler=sampler, steps=4, palette="none",
                                   start=Start(icon, None, s))[0].float() - icon.float()).abs().mean()
                for s in (0.25, 1.0)]
     assert 0 < changed[0] < changed[1]
@@ -36,7 +39,7 @@ def test_strength_zero_gives_the_sprite_back_and_more_strength_changes_more(m, i
 def test_inpainting_keeps_every_unmasked_pixel_exactly(m, icon, sampler, resample):
     mask = torch.zeros(1, 32, 32, dtype=torch.bool)
     mask[:, 8:20, 10:24] = True
-    out, _, _ = generate.generate(m, 3, "potion", sampler=sampler, steps=4,
+    out, _, _ = sprites_of(m, 3, "potion", sampler=sampler, steps=4,
                                   start=Start(icon, mask, resample=resample))
     keep = ~mask.expand(3, 4, -1, -1)
     assert torch.equal(out[keep], icon.expand(3, -1, -1, -1)[keep])
@@ -48,7 +51,7 @@ def test_outpainting_moves_the_sprite_and_fills_the_strip(m, icon):
     assert torch.equal(moved[:, :, :24], icon[:, :, 8:]) and mask[0, :, 24:].all() and not mask[0, :, :24].any()
     up, up_mask = shifted(icon, "up", 4)
     assert torch.equal(up[:, 4:], icon[:, :28]) and up_mask[0, :4].all()
-    out, _, _ = generate.generate(m, 2, "potion", steps=4, start=Start(moved, mask))
+    out, _, _ = sprites_of(m, 2, "potion", steps=4, start=Start(moved, mask))
     assert torch.equal(out[:, :, :, :24], moved[:, :, :24].expand(2, -1, -1, -1))
 
 
@@ -69,12 +72,13 @@ def test_tileable_rolls_the_image_and_the_prediction_back():
     """A model that does not care where a pixel is gives the same sprites tileable or not (the
     prediction is rolled back exactly); one that does is fooled by the random rolls, as a UNet's
     border is: what it draws at the border is spread around instead of fixed at the edges."""
-    from model import build_scheduler, sample
-    scheduler = build_scheduler(preset("smoke"))
+    from model import build_scheduler
+    from sampling import SampleRequest, sample
+    scheduler = build_scheduler(preset("smoke").model)
     for ramp in (False, True):
         unet = Pointwise(ramp)
-        plain = sample(unet, scheduler, 2, sampler="ddim", steps=6)
-        tiled = sample(unet, scheduler, 2, sampler="ddim", steps=6, tileable=True)
+        plain = sample(unet, scheduler, SampleRequest(2, sampler="ddim", steps=6))
+        tiled = sample(unet, scheduler, SampleRequest(2, sampler="ddim", steps=6, tileable=True))
         assert torch.allclose(plain, tiled, atol=1e-6) != ramp
 
 
@@ -108,7 +112,10 @@ def test_an_init_of_another_size_is_resized_with_one_warning(cond_run, icon, tmp
     (lambda p: write(p / "m.png", 32, (0, 0, 0, 255)), ["--init=I", "--mask=M"], "repaints nothing"),
     (lambda p: write(p / "m.png", 32, (255, 255, 255, 255)), ["--init=I", "--mask=M"],
      "repaints every pixel"),
-    (lambda p: write(p / "m.png", 32, (255, 255, 255, 255)), ["--mask=M"], "--mask needs --init"),
+    (lambda p: write(p / "m.png", 32, (255, 255, 255, 255)), ["--mask=M"],
+     "--mask works on a sprite: give it one with --init"),
+    (lambda p: p / "m.png", ["--strength=0.5"], "--strength works on a sprite: give it one with --init"),
+    (lambda p: p / "m.png", ["--init=I", "--mask=M", "--extend=left"], "--mask and --extend both say"),
     (text_file, ["--init=M"],
      "not an image file PIL can read"),
     (lambda p: p / "m.png", ["--init=I", "--strength=1.5"], "--strength must be in [0, 1]"),
@@ -127,7 +134,7 @@ def test_bad_start_input_is_one_sentence(cond_run, icon, tmp_path, capsys, make,
 
 
 def test_seam_ratio_is_one_for_a_wrapping_pattern_and_high_for_a_ramp():
-    from evaluate import seam_ratio
+    from metrics import seam_ratio
     checker = ((torch.arange(32)[None, :] + torch.arange(32)[:, None]) % 2 * 200).to(torch.uint8)
     assert seam_ratio(checker.expand(1, 3, 32, 32)) == 1.0  # wraps like it continues
     ramp = (torch.arange(32) * 8).to(torch.uint8).expand(1, 3, 32, 32)
@@ -149,11 +156,11 @@ def test_seam_table_writes_both_rows(cond_run, tmp_path):
 def test_unconditional_and_prompt_models_start_from_a_sprite_too(run, request, icon):
     """Variations and inpainting on an unconditional RGB model and on a prompt model."""
     m = load_model(request.getfixturevalue(run))
-    init = icon[:m.cfg.channels] if m.cfg.channels == 4 else icon[:3]
+    init = icon[:m.spec.channels] if m.spec.channels == 4 else icon[:3]
     mask = torch.zeros(1, 32, 32, dtype=torch.bool)
     mask[:, 4:12, 4:28] = True
-    prompts = ("a red potion",) if m.cfg.prompts != "none" else ()
-    back, _, _ = generate.generate(m, 1, prompts=prompts, steps=3, start=Start(init, None, 0.0))
+    prompts = ("a red potion",) if m.condition.kind == "text" else ()
+    back, _, _ = sprites_of(m, 1, prompts=prompts, steps=3, start=Start(init, None, 0.0))
     assert torch.equal(back[0], init)
-    out, _, _ = generate.generate(m, 2, prompts=prompts, steps=3, start=Start(init, mask))
+    out, _, _ = sprites_of(m, 2, prompts=prompts, steps=3, start=Start(init, mask))
     assert torch.equal(out[:, :, 12:], init[:, 12:].expand(2, -1, -1, -1))

@@ -6,10 +6,12 @@ import torch
 from diffusers import DDPMPipeline
 
 import train
-from conftest import smoke_argv
+import trainer
+from conftest import spec_of, smoke_argv
 from config import preset
-from dataset import augment, load_folder
-from model import build_scheduler, build_unet, load_model, sample
+from dataset import PixelData, augment, load_folder
+from model import build, build_scheduler, load_model
+from sampling import SampleRequest, sample
 
 
 def losses(run_dir):
@@ -17,24 +19,29 @@ def losses(run_dir):
 
 
 def test_unet_output_shape(tiny_cfg):
-    for channels, conditional in ((3, False), (4, True)):
-        cfg = preset("smoke", channels=channels, conditional=conditional)
-        unet = build_unet(cfg, num_classes=5)
+    for channels, condition in ((3, "none"), (4, "class")):
+        cfg = preset("smoke", channels=channels, condition=condition)
+        unet = build(cfg.model, num_classes=5)
         x = torch.randn(2, channels, 32, 32)
-        labels = torch.tensor([0, 5]) if conditional else None
+        labels = torch.tensor([0, 5]) if condition == "class" else None
         assert unet(x, torch.tensor([1, 999]), class_labels=labels).sample.shape == x.shape
+
+
+def diffusion(cfg):
+    """The diffusion objective of cfg, for data of 3 classes."""
+    data = PixelData(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1), ["a", "b", "c"], [], [])
+    return trainer.Diffusion(cfg, data, torch.device("cpu"), 1)
 
 
 def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
     torch.manual_seed(0)
-    unet, scheduler = build_unet(tiny_cfg), build_scheduler(tiny_cfg)
-    data = load_folder(tiny_cfg, log=lambda _: None)
+    unet, objective = build(tiny_cfg.model), diffusion(tiny_cfg)
+    data = load_folder(tiny_cfg.run.data_dir, tiny_cfg.model, log=lambda _: None)
     x0 = augment(data.images[:8], 0.0, torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(unet.parameters(), lr=2e-3)
 
     def loss_at_fixed_draw():
-        return train.diffusion_loss(tiny_cfg, unet, scheduler, x0, None,
-                                    torch.Generator().manual_seed(1), 0)
+        return objective.loss(unet, x0, torch.zeros(8, dtype=torch.long), torch.Generator().manual_seed(1))
 
     before = loss_at_fixed_draw().item()
     for _ in range(15):
@@ -47,18 +54,18 @@ def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
 @pytest.mark.parametrize("gamma, target", [(5.0, "epsilon"), (5.0, "v_prediction"), (0.0, "sample")])
 def test_loss_variants_are_finite(gamma, target):
     cfg = preset("smoke", min_snr_gamma=gamma, prediction_type=target)
-    unet, scheduler = build_unet(cfg), build_scheduler(cfg)
     x0 = torch.rand(4, 3, 32, 32) * 2 - 1
-    loss = train.diffusion_loss(cfg, unet, scheduler, x0, None, torch.Generator().manual_seed(0), 0)
+    loss = diffusion(cfg).loss(build(cfg.model), x0, torch.zeros(4, dtype=torch.long),
+                               torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and loss > 0
 
 
 def test_batches_cover_each_epoch_once(tiny_cfg):
     n, b = 10, 3
-    stream = torch.cat([train.batch_indices(tiny_cfg.seed, n, s, b, 1, 0) for s in range(10)])
+    stream = torch.cat([trainer.batch_indices(tiny_cfg.run.seed, n, s, b, 1, 0) for s in range(10)])
     assert sorted(stream[:10].tolist()) == list(range(10))  # epoch 0: a permutation
     assert sorted(stream[10:20].tolist()) == list(range(10))  # epoch 1: another one
-    two = [torch.cat([train.batch_indices(tiny_cfg.seed, n, s, b, 2, r) for r in (0, 1)])
+    two = [torch.cat([trainer.batch_indices(tiny_cfg.run.seed, n, s, b, 2, r) for r in (0, 1)])
            for s in range(5)]
     assert torch.equal(torch.cat(two), stream[:30])  # two processes split the same stream
 
@@ -81,6 +88,7 @@ def test_time_budget_stops_exports_and_resumes(tmp_path):
     ckpt = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 1 and ckpt["seconds"] > 0
     assert (tmp_path / "timed" / "model" / "pixelart.json").is_file()
+    assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=timed"]) == 2  # no time left
     assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=timed", "--max_minutes=0"]) == 0
     assert losses(tmp_path / "timed") == losses(tmp_path / "whole")
     later = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
@@ -89,7 +97,8 @@ def test_time_budget_stops_exports_and_resumes(tmp_path):
 
 def test_same_seed_same_samples_and_matches_diffusers_pipeline(smoke_run):
     m = load_model(smoke_run)
-    x1, x2, x3 = (sample(m.unet, m.scheduler, 2, seed=s, sampler="ddpm", steps=5) for s in (3, 3, 4))
+    x1, x2, x3 = (sample(m.net, m.scheduler, SampleRequest(2, seed=s, sampler="ddpm", steps=5))
+                  for s in (3, 3, 4))
     assert torch.equal(x1, x2) and not torch.equal(x1, x3)
     pipe = DDPMPipeline.from_pretrained(smoke_run / "model")  # no code of this repo needed
     ref = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5,
@@ -106,7 +115,7 @@ def test_smoke_run_writes_everything(smoke_run):
     assert len(list((smoke_run / "samples").glob("step_*.png"))) == 2
     assert len(losses(smoke_run)) == 6
     ckpt = torch.load(smoke_run / "checkpoint.pt", weights_only=True)
-    assert {"step", "unet", "ema", "optimizer", "config", "rng"} <= set(ckpt) and ckpt["step"] == 6
+    assert {"step", "net", "ema", "optimizer", "config", "rng"} <= set(ckpt) and ckpt["step"] == 6
     seconds = [float(r["seconds"]) for r in csv.DictReader((smoke_run / "losses.csv").open())]
     assert seconds == sorted(seconds) and seconds[0] > 0  # training time, step by step
 
@@ -117,10 +126,13 @@ def test_existing_run_is_not_overwritten(smoke_run, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_resume_refuses_config_changes(smoke_run, capsys):
-    argv = ["--resume", f"--out_dir={smoke_run.parent}", f"--run_name={smoke_run.name}", "--lr=1"]
-    assert train.main(argv) == 2
-    assert "keeps its config" in capsys.readouterr().err
+def test_resume_refuses_model_changes_and_says_how_to_go_on(smoke_run, capsys):
+    argv = ["--resume", f"--out_dir={smoke_run.parent}", f"--run_name={smoke_run.name}"]
+    assert train.main(argv + ["--channels=4"]) == 2
+    assert "a resumed run keeps its model; drop --channels" in capsys.readouterr().err
+    assert train.main(argv) == 2  # finished: more steps are needed, and the message names them
+    assert f"has trained its 6 steps: give it more with python train.py --resume " \
+           f"--run_name={smoke_run.name}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm"])
@@ -128,6 +140,6 @@ def test_every_sampler_keeps_images_in_range(tiny_cfg, name):
     """An untrained model predicts poorly; the clean-image estimate must still be clipped, or the
     samples run away to flat saturated colours (DPM-Solver did, before its thresholding was set)."""
     torch.manual_seed(0)
-    unet = build_unet(tiny_cfg).eval()
-    x = sample(unet, build_scheduler(tiny_cfg), 4, seed=0, sampler=name, steps=10)
+    unet = build(tiny_cfg.model).eval()
+    x = sample(unet, build_scheduler(tiny_cfg.model), SampleRequest(4, sampler=name, steps=10))
     assert x.abs().max() <= 1.0 + 1e-4
