@@ -99,6 +99,10 @@ class RunSpec:
     data_dir: str = option("data/dcss_items", "folder of sprites (recursive; several: comma-separated); "
                                               "the class of an image is its first-level subfolder, "
                                               "its caption is in metadata.jsonl")
+    held_out: str = option("", "a file listing images never to train on (data/heldout.txt: the held-out "
+                               "test of evaluate.py --held_out)")
+    recolour: int = option(0, "recoloured copies of each sprite, hue turned in equal steps, their "
+                              "captions' colour words named again from their pixels")
     flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
     cond_dropout: float = option(0.1, "share of classes or captions replaced by 'none' in training "
                                       "(for classifier-free guidance)")
@@ -150,6 +154,9 @@ class SamplingOptions:
 MODEL_KEYS = frozenset(f.name for f in fields(ModelSpec))
 RUN_KEYS = frozenset(f.name for f in fields(RunSpec))
 
+# Every sprite with a caption: the item icons (the 346 of the yardstick and the rest that pass the
+# licence rule), the monsters and the player-doll equipment (data/README.md).
+DATA_ALL = "data/dcss_items,data/dcss_items_more,data/dcss_monsters,data/dcss_doll"
 # The small UNet every CPU preset shares: 2.6M parameters, v-prediction, lr 8e-4 (recipes.py chose it).
 _CPU = dict(block_out_channels=(32, 64, 128), layers_per_block=1, lr=8e-4, warmup_steps=100,
             ema_decay=0.998, min_snr_gamma=5.0, prediction_type="v_prediction", max_steps=8000,
@@ -163,9 +170,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "class-conditional, v-prediction, lr 8e-4; chosen by recipes.py (RESULTS.md)",
             dict(_CPU, channels=4, condition="class")),
     "prompt": ("the shipped model's recipe: the cpu model conditioned on captions instead of classes, "
-               "trained on the item icons and the monsters: generate.py --prompt='a blue book'",
-               dict(_CPU, channels=4, condition="text", attention_head_dim=32,
-                    data_dir="data/dcss_items,data/dcss_monsters")),
+               "trained on the items, monsters and doll equipment less the held-out 10%, with 3 "
+               "recoloured copies of each: generate.py --prompt='a blue book'",
+               dict(_CPU, channels=4, condition="text", attention_head_dim=32, recolour=3,
+                    data_dir=DATA_ALL, held_out="data/heldout.txt")),
     "terrain": ("the cpu UNet on the 1,756 floor, wall and water tiles, RGB, one class each: the "
                 "model for seamless tiles (generate.py --tileable)",
                 dict(_CPU, condition="class", attention_head_dim=32, data_dir="data/dcss_terrain")),
@@ -228,7 +236,7 @@ def validate(cfg: Config) -> None:
     for key in ("lr", "batch_size", "log_every", "ckpt_every"):
         need(getattr(r, key) > 0, f"{key} must be positive, got {getattr(r, key)}")
     for key in ("max_steps", "max_minutes", "warmup_steps", "sample_every", "threads", "num_samples",
-                "min_snr_gamma"):
+                "min_snr_gamma", "recolour"):
         need(getattr(r, key) >= 0, f"{key} must be >= 0, got {getattr(r, key)}")
     for key in ("flip_p", "cond_dropout", "ema_decay"):
         need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")

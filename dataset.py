@@ -202,12 +202,27 @@ def pick_size(spec: ModelSpec, entries: list[tuple[Path, str]]) -> int:
     return own or DEFAULT_SIZE
 
 
-def load_folder(data_dir: str, spec: ModelSpec, log=print) -> PixelData:
+def read_list(path: str) -> set[Path]:
+    """The images a list file names (one path a line, relative to the current folder or the repo
+    root), resolved; an empty path names none."""
+    if not path:
+        return set()
+    file = resolve_path(path)
+    if not file.is_file():
+        raise UserError(f"held-out list {path} does not exist")
+    return {resolve_path(line.strip()).resolve() for line in file.read_text().splitlines() if line.strip()}
+
+
+def load_folder(data_dir: str, spec: ModelSpec, log=print, exclude: set[Path] = frozenset(),
+                only: set[Path] | None = None) -> PixelData:
     """Decode every image under data_dir (comma-separated folders) once, at pick_size(), in the
-    model's channels. Bad files are reported (one line each) and skipped; padding and resizing are
-    reported in one line each."""
+    model's channels; leave out the files of `exclude`, or keep only those of `only`. Bad files are
+    reported (one line each) and skipped; padding and resizing are reported in one line each."""
     roots = data_dirs(data_dir)
-    entries = [e for root in roots for e in list_images(root)]
+    entries = [(p, c) for root in roots for p, c in list_images(root)
+               if p.resolve() not in exclude and (only is None or p.resolve() in only)]
+    if not entries:
+        raise UserError(f"no images left under {data_dir} (all of them are held out, or none listed)")
     captions = {f: t for root in roots for f, t in read_captions(root, log).items()}
     size = pick_size(spec, entries)
     background = parse_color(spec.background)
@@ -246,6 +261,44 @@ def load_folder(data_dir: str, spec: ModelSpec, log=print) -> PixelData:
     labels = torch.tensor([index[c] for c in names], dtype=torch.long)
     texts = [captions.get(f, c) for f, c in zip(files, names)]
     return PixelData(images, labels, classes, files, texts, skipped, notes)
+
+
+def hue_turned(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """uint8 N,C,H,W with their hue turned by `degrees` (HSV; saturation, value and alpha kept):
+    greys stay grey, red becomes another colour of the same lightness."""
+    rgb = images[:, :3].float() / 255
+    v, lo = rgb.max(1).values, rgb.min(1).values
+    delta = v - lo
+    r, g, b = rgb.unbind(1)
+    safe = delta.clamp(min=1e-6)
+    h = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = (h + degrees / 60) % 6
+    k = torch.stack([(5 + h) % 6, (3 + h) % 6, (1 + h) % 6], 1)  # HSV -> RGB by the k-formula
+    out = v[:, None] - delta[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+    turned = (out * 255).round().to(torch.uint8)
+    return torch.cat([turned, images[:, 3:]], 1)
+
+
+def recoloured(data: PixelData, copies: int) -> PixelData:
+    """The data plus `copies` recoloured copies of each sprite (hue turned by 360/(copies+1) degree
+    steps), each with its caption's colour words named again from its own pixels by the captions'
+    rule (palette.main_colours): "red potion" -> "blue potion". A sprite whose caption does not
+    start with its colour words (a caption of its own) gets no copies."""
+    from palette import main_colours
+    if not copies:
+        return data
+    prefixes = [" and ".join(main_colours(img)) for img in data.images]
+    keep = torch.tensor([c.startswith(p) and bool(p) for c, p in zip(data.captions, prefixes)])
+    images, labels, captions = [data.images], [data.labels], list(data.captions)
+    for i in range(1, copies + 1):
+        turned = hue_turned(data.images[keep], 360 * i / (copies + 1))
+        images.append(turned)
+        labels.append(data.labels[keep])
+        old = [(c, p) for c, p, k in zip(data.captions, prefixes, keep) if k]
+        captions += [" and ".join(main_colours(img)) + c[len(p):] for img, (c, p) in zip(turned, old)]
+    files = data.files + [f for f, k in zip(data.files, keep) if k] * copies
+    return PixelData(torch.cat(images), torch.cat(labels), data.classes, files, captions, data.skipped,
+                     data.notes)
 
 
 def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:

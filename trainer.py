@@ -32,7 +32,7 @@ from tqdm import tqdm
 import config as config_mod
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
-from dataset import PixelData, augment, load_folder, make_grid, to_uint8
+from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
 from palette import extract, save_hex
@@ -158,7 +158,8 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     main, log = acc.is_main_process, (tqdm.write if acc.is_main_process else (lambda _: None))
 
     # Data: every image decoded once and kept on the device; its palette saved for snapping colours.
-    data = load_folder(run.data_dir, cfg.model, log=log)
+    data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
+                      run.recolour)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
     objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
     palette, cache = extract(data.images), folder / "text.pt"

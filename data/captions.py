@@ -7,7 +7,7 @@ by palette.main_colours; the words of its tile name where they mean something; i
     MONS_WOLF_SPIDER in animals/ -> "brown and grey wolf spider, animal"
 
 Usage:
-    python data/captions.py            # rewrites data/dcss_items/metadata.jsonl, data/dcss_monsters/...
+    python data/captions.py            # rewrites the metadata.jsonl of data/dcss_items/, dcss_monsters/, ...
 """
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ from palette import main_colours  # noqa: E402
 NOISE = {"offset", "normal", "first", "last", "ego", "art", "inert", "inventory", "base"}
 SYNONYMS = {"thelm": "helmet", "bhelm": "helmet", "lbl": ""}  # the game's abbreviations
 PREFIXES = {"wpn", "arm", "mi", "misc", "food", "mons", "rune", "unrand"}
+# Colour words in a doll tile's name: its colours are named from its pixels instead (so that a
+# recoloured sprite's caption stays true), and number words of variants.
+DOLL = {"helmet", "body_armour", "cloak", "boots", "gloves", "shield", "hand_weapon"}
+COLOURISH = {"red", "blue", "green", "gray", "grey", "lightgreen", "lightblue", "teal", "white", "black",
+             "brown", "yellow", "purple", "pink", "cyan", "orange", "dark", "light", "darkgreen",
+             "magenta", "gold", "silver", "one", "two", "three", "four", "fe"}
 # Proper names: an artefact's or a unique monster's name is not a description.
 NAMELESS = {"artefact", "unique", "player", "sprint"}
 
@@ -36,7 +42,8 @@ def name_words(tile: str, folder: str) -> str:
     """'WPN_HAND_AXE' -> 'hand axe'; '' when the name says nothing of the picture."""
     if folder in NAMELESS:
         return ""
-    words = [SYNONYMS.get(w, w) for w in tile.lower().split("_") if w not in NOISE and not w.isdigit()]
+    words = [SYNONYMS.get(w, w) for w in tile.lower().split("_")
+             if w not in NOISE and not (folder in DOLL and w in COLOURISH) and not w.isdigit()]
     words = words[1:] if words and words[0] in PREFIXES else words
     return " ".join(w for w in words if w and not any(c.isdigit() for c in w))
 
@@ -56,12 +63,13 @@ def caption(image: Image.Image, tile: str, folder: str) -> str:
     return text if cls in name else f"{text}, {cls}"
 
 
-def write_metadata(folder: Path, table: Path) -> int:
-    """metadata.jsonl for every sprite of `folder` listed in `table` (columns file, tile)."""
+def write_metadata(folder: Path, table: Path, keep) -> int:
+    """metadata.jsonl for every sprite of `folder` listed in `table` (columns file, tile) that `keep`
+    takes."""
     lines = []
     with open(table, newline="") as f:
         for row in csv.DictReader(f):
-            if row.get("cc0_vetted", "1").strip() != "1":
+            if not keep(row):
                 continue
             path = folder / row["file"]
             with Image.open(path) as img:
@@ -72,8 +80,11 @@ def write_metadata(folder: Path, table: Path) -> int:
 
 
 def main() -> int:
-    for name in ("dcss_items", "dcss_monsters"):
-        n = write_metadata(HERE / name, HERE / f"{name}.csv")
+    from prepare_dcss import FOLDERS
+    for name, (table, keep) in FOLDERS.items():
+        if name == "dcss_terrain":  # tiles, chosen by class: no captions
+            continue
+        n = write_metadata(HERE / name, HERE / table, keep)
         print(f"wrote {n} captions to {HERE / name / 'metadata.jsonl'}")
     return 0
 

@@ -1,12 +1,12 @@
-"""Rebuild data/dcss_items/, data/dcss_monsters/ and data/dcss_terrain/ from the Dungeon Crawl Stone
-Soup tile sheets.
+"""Rebuild data/dcss_items/, dcss_items_more/, dcss_monsters/, dcss_doll/ and dcss_terrain/ from the
+Dungeon Crawl Stone Soup tile sheets.
 
-The sprites shipped in data/ were cut from `main.png` (items), `player.png` (monsters), `floor.png` and
-`wall.png` (terrain) of the Debian package crawl-tiles-data 2:0.28.0-1.1 with the tables
-dcss_items.csv, dcss_monsters.csv and dcss_terrain.csv beside this script (a row's `sheet` column
-names its sheet; the items' is main.png). Only item rows with cc0_vetted=1 (346 icons) are written;
-the others are listed for reference. The captions (metadata.jsonl) are written afterwards by
-captions.py.
+The sprites shipped in data/ were cut from `main.png` (items), `player.png` (monsters, doll
+equipment), `floor.png` and `wall.png` (terrain) of the Debian package crawl-tiles-data 2:0.28.0-1.1
+with the tables beside this script (a row's `sheet` column names its sheet; the items' is main.png).
+dcss_items/ holds the 346 icons with cc0_vetted=1, the yardstick of the scores; dcss_items_more/ the
+other item tiles that pass the licence rule (cc0=1, checked by provenance.py); dcss_doll/ the doll
+tiles found by doll_tiles.py. The captions (metadata.jsonl) are written afterwards by captions.py.
 
 Usage:
     apt-get download crawl-tiles-data && dpkg -x crawl-tiles-data_*.deb pkg
@@ -27,7 +27,12 @@ SHEETS = {  # sha256 of each sheet in crawl-tiles-data 2:0.28.0-1.1
     "floor.png": "69b40830a71dd58179d394274fd3e282b6a11cc95c4183d3783da1f7cec77d0a",
     "wall.png": "d008771a11358c2c7c736f35bfc144d4cbf1bb1e6250ee72c1ec2a6ea723e141",
 }
-FOLDERS = ("dcss_items", "dcss_monsters", "dcss_terrain")  # each cut by the table of its name
+# folder -> (its table, which rows)
+FOLDERS = {"dcss_items": ("dcss_items.csv", lambda r: r["cc0_vetted"] == "1"),
+           "dcss_items_more": ("dcss_items.csv", lambda r: r["cc0"] == "1" and r["cc0_vetted"] != "1"),
+           "dcss_monsters": ("dcss_monsters.csv", lambda r: True),
+           "dcss_doll": ("dcss_doll.csv", lambda r: True),
+           "dcss_terrain": ("dcss_terrain.csv", lambda r: True)}
 HERE = Path(__file__).resolve().parent
 
 
@@ -50,13 +55,13 @@ def open_sheet(tiles: Path, name: str, opened: dict) -> Image.Image:
     return opened[name]
 
 
-def cut(tiles: Path, table: Path, out: Path, opened: dict) -> int:
-    """Cut every vetted sprite of the table: crop (sx,sy)-(ex,ey) of its sheet, paste at (ox,oy) on a
-    transparent w x h canvas."""
+def cut(tiles: Path, table: Path, keep, out: Path, opened: dict) -> int:
+    """Cut every sprite of the table that `keep` takes: crop (sx,sy)-(ex,ey) of its sheet, paste at
+    (ox,oy) on a transparent w x h canvas."""
     count = 0
     with open(table, newline="") as f:
         for row in csv.DictReader(f):
-            if row.get("cc0_vetted", "1").strip() != "1":
+            if not keep(row):
                 continue
             sheet = open_sheet(tiles, row.get("sheet", "main.png"), opened)
             box = tuple(int(row[k]) for k in ("sx", "sy", "ex", "ey"))
@@ -76,9 +81,9 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
     tiles, out, opened = Path(args[0]), Path(outs[-1] if outs else HERE), {}
-    for name in FOLDERS:
+    for name, (table, keep) in FOLDERS.items():
         try:
-            n = cut(tiles, HERE / f"{name}.csv", out / name, opened)
+            n = cut(tiles, HERE / table, keep, out / name, opened)
         except BadSheet as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
