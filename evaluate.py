@@ -12,6 +12,9 @@ Usage:
     python evaluate.py --inpaint_table --num_samples=64    # inpainting: replacement or RePaint
     python evaluate.py --seam_table --num_samples=64       # seamless tiles: the seam, with and without
 
+The held-out test, on sprites the model never trained on (the shipped model's is data/heldout.txt):
+    python evaluate.py --model=pretrained --held_out=data/heldout.txt --json=heldout.json
+
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
 model's default conditions, colours snapped to the data's palette); --palette=none scores the raw
 colours.
@@ -42,8 +45,13 @@ from config import ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, option,
 @dataclass
 class EvalOptions(SamplingOptions):
     samples: str = option("", "score this folder of images instead of sampling a model")
-    data_dir: str = option("", "reference data; default: the model's training data (with --samples: "
-                               "data/dcss_items)")
+    held_out: str = option("", "the held-out test: a list of images the model never trained on "
+                               "(data/heldout.txt); sprites from their captions, object x colour "
+                               "prompts no caption holds, diversity within a prompt, class names")
+    unseen_picture: str = option("outputs/unseen.png", "with --held_out: the unseen prompts' sprites, "
+                                                       "a row each")
+    data_dir: str = option("", "reference data; default: the model's training data (with --samples "
+                               "and --held_out: data/dcss_items, the yardstick)")
     num_samples: int = option(0, "samples to score; 0: as many as the data has images")
     captions: bool = option(False, "text models: prompt with the reference data's own captions in "
                                    "turn (one sample per icon), not the class names")
@@ -72,6 +80,34 @@ def model_and_data(o: EvalOptions):
     return m, load_folder(o.data_dir or m.data_dir, m.spec, log=lambda _: None)
 
 
+def held_out(o: EvalOptions) -> dict:
+    """The held-out test, printed, with the unseen prompts' picture."""
+    import tables
+    from model import load_model
+    from sprites import labelled_grid
+    m = load_model(o.model)
+    print(f"model: {m.source} ({m.why})")
+    r = tables.held_out_test(m, o, o.held_out, o.data_dir or "data/dcss_items")
+    c, u, n = r["captions"], r["unseen"], r["class_names"]
+    print(f"held-out test: {r['held_out']} sprites never trained on ({r['trained_on']} trained on; probe "
+          f"accuracy {r['probe_accuracy']:.0%})\n"
+          f"  from their captions: class {c['class_accuracy']:.0%}, colour {c['colour_accuracy']:.0%}, "
+          f"FD-Lite0 {c['fd_lite0']:.0f} (floor {c['floor_fd']:.0f}, {c['fd_lite0'] / c['floor_fd']:.2f}x), "
+          f"recall {c['recall']:.2f}, memorisation ratio {c['memorisation_ratio']:.2f}\n"
+          f"  diversity within a prompt (8 each of 24): {r['diversity']:.2f} of the data's\n"
+          f"  {len(u['prompts'])} prompts no caption holds: class {u['class_accuracy']:.0%}, colour "
+          f"{u['colour_accuracy']:.0%}\n"
+          f"  class names in the yardstick's proportions: FD-Lite0 {n['fd_lite0']:.0f}, recall "
+          f"{n['recall']:.2f}")
+    images = r.pop("unseen_images")
+    if o.unseen_picture:
+        Path(o.unseen_picture).parent.mkdir(parents=True, exist_ok=True)
+        labelled_grid(images, r["unseen"]["prompts"], len(images) // len(r["unseen"]["prompts"]),
+                      3).save(o.unseen_picture)
+        print(f"wrote {o.unseen_picture}")
+    return {**r, "model": str(m.source), "options": dataclasses.asdict(o)}
+
+
 @script
 def main(argv: list[str]) -> None:
     o = EvalOptions()
@@ -92,6 +128,8 @@ def main(argv: list[str]) -> None:
         samples = load_folder(o.samples, ModelSpec(image_size=data.images.shape[-1]), log=print).images
         report = {**score(samples, data.images), "options": dataclasses.asdict(o)}
         tables.print_report(report)
+    elif o.held_out:
+        report = held_out(o)
     elif o.seam_table:
         from model import load_model
         report = {"seams": tables.seam_table(load_model(o.model), o, o.seam_picture)}

@@ -219,3 +219,118 @@ def print_report(r: dict) -> None:
         print(f"diversity within each class, samples over data (1: as varied): median "
               f"{np.median(list(div.values())):.2f}; lowest {lowest}")
 
+
+
+# ----------------------------------------------------------------------------- the held-out test
+
+# Objects a prompt can name, each with the class folder the probe knows it by; and colour words of
+# the captions' rule (palette.COLOUR_NAMES). Pairs no training caption holds are the unseen prompts.
+OBJECTS = {"helmet": "helmet", "sword": "hand_weapon", "shield": "shield", "potion": "potion",
+           "book": "book", "cloak": "cloak", "boots": "boots", "axe": "hand_weapon", "robe": "body_armour",
+           "wand": "wand", "crown": "helmet", "gloves": "gloves"}
+COLOURS = ("yellow", "blue", "green", "white", "red", "purple")
+
+
+def unseen_prompts(captions: list[str], classes: list[str], k: int = 24) -> list[tuple[str, str, str]]:
+    """(prompt, its class, its colour) for k object x colour pairs that no caption holds (both words),
+    objects whose class the data has, in a fixed order that mixes objects."""
+    said = [set(c.replace(",", " ").split()) for c in captions]
+    pairs = [(f"a {colour} {obj}", cls, colour) for colour in COLOURS for obj, cls in OBJECTS.items()
+             if cls in classes and not any(obj.rstrip("s") in w and colour in w for w in said)]
+    return sorted(pairs, key=lambda p: (hash_order(p[0]), p))[:k]
+
+
+def hash_order(text: str) -> int:
+    """A fixed pseudo-random order (Python's hash() differs between runs)."""
+    import zlib
+    return zlib.crc32(text.encode())
+
+
+def _roots(files: set[Path]) -> str:
+    """The data folders (parents of the class folders) of listed images, as a data_dir."""
+    return ",".join(sorted({str(f.parents[1]) for f in files}))
+
+
+def held_out_test(m: Loaded, o, listed: str, yardstick: str) -> dict:
+    """The model judged on what it never saw: sprites sampled from the held-out images' captions
+    against those images (class and colour accuracy, FD-Lite0 beside its floor, memorisation against
+    the training images), diversity within a prompt, object x colour prompts absent from every
+    caption, and the class names in the yardstick's proportions. o.num_samples (0: all) caps the
+    held-out images, the prompts and the yardstick's images used."""
+    from dataset import load_folder, read_list
+    from metrics import floor_images, kid, prdc
+    files = sorted(read_list(listed))
+    files = set(files[::max(1, len(files) // o.num_samples)][:o.num_samples] if o.num_samples else files)
+    held = load_folder(_roots(files), m.spec, log=lambda _: None, only=files)
+    train = load_folder(m.data_dir, m.spec, log=lambda _: None, exclude=files)
+    net = lite0()
+    f_train, f_held = features(train.images, net), features(held.images, net)
+    probe, mean, std, probe_acc = probe_for(train.images, train.labels, len(train.classes), f_train, net)
+    judge = lambda images: probe((features(images, net) - mean) / std).argmax(1)  # noqa: E731
+    report = {"held_out": len(held.images), "trained_on": len(train.images), "probe_accuracy": probe_acc}
+
+    samples = sprites(m, o, m.condition.of(held, torch.arange(len(held.images))), progress=True)
+    want = torch.tensor([train.classes.index(held.classes[i]) if held.classes[i] in train.classes else -1
+                         for i in held.labels])
+    f_s, floor = features(samples, net), floor_images(held.images, len(held.images))
+    report["captions"] = {
+        "class_accuracy": (judge(samples) == want).double().mean().item(),
+        "colour_accuracy": colour_agreement(samples, held.images),
+        "fd_lite0": frechet(f_s, f_held), "floor_fd": frechet(features(floor, net), f_held),
+        "kid": kid(f_s, f_held)[0], **prdc(f_held, f_s),
+        "memorisation_ratio": nearest_ratio(samples, held.images, train.images)}
+
+    k = min(24, len(held.images))
+    chosen = list(range(0, len(held.images), max(1, len(held.images) // k)))[:k]
+    report["diversity"] = prompt_diversity(m, o, [held.captions[i] for i in chosen],
+                                           [held.classes[held.labels[i]] for i in chosen], train, f_train, net)
+
+    unseen = unseen_prompts(train.captions, train.classes, k)
+    got = sprites(m, o, [p for p, _, _ in unseen for _ in range(4)])
+    said = judge(got).view(len(unseen), 4)
+    report["unseen"] = {"prompts": [p for p, _, _ in unseen],
+                        "class_accuracy": float(np.mean([(said[i] == train.classes.index(c)).double().mean()
+                                                         for i, (_, c, _) in enumerate(unseen)])),
+                        "colour_accuracy": float(np.mean([main_colour(x) == c for x, (_, _, c) in
+                                                          zip(got, [u for u in unseen for _ in range(4)])]))}
+    report["unseen_images"] = got
+
+    items = load_folder(yardstick, m.spec, log=lambda _: None)
+    if o.num_samples:
+        items.images, items.labels = (x[::max(1, len(x) // o.num_samples)] for x in (items.images, items.labels))
+    asked = [items.classes[i] for i in items.labels]  # the class names in the data's proportions
+    names = sprites(m, o, asked, progress=True)
+    f_items, f_names = features(items.images, net), features(names, net)
+    report["class_names"] = {"fd_lite0": frechet(f_names, f_items), **prdc(f_items, f_names)}
+    return report
+
+
+def main_colour(image: torch.Tensor) -> str:
+    from palette import main_colours
+    return (main_colours(image) or [""])[0]
+
+
+def colour_agreement(samples: torch.Tensor, icons: torch.Tensor) -> float:
+    """Share of samples whose main colour (the captions' rule) is that of the icon they were asked
+    for by its caption."""
+    return float(np.mean([main_colour(s) == main_colour(i) for s, i in zip(samples, icons)]))
+
+
+def nearest_ratio(samples: torch.Tensor, held: torch.Tensor, train: torch.Tensor) -> float:
+    """How near each sample's nearest training image is, over how near the held-out images' own
+    nearest training images are (medians, pixels, mirrors included): 1 = no closer than new real
+    sprites; near 0 = copies."""
+    from metrics import nearest_neighbours
+    return float(nearest_neighbours(samples, train)[0].median() / nearest_neighbours(held, train)[0].median())
+
+
+def prompt_diversity(m: Loaded, o, prompts: list[str], classes: list[str], data: PixelData,
+                     f_data: torch.Tensor, net, per: int = 8) -> float:
+    """8 samples of each prompt: their mean pairwise feature distance over that of the training
+    images of the prompt's class, averaged over the prompts. 1: as varied as the data; 0: one sprite."""
+    from metrics import spread
+    f = features(sprites(m, o, [p for p in prompts for _ in range(per)]), net).view(len(prompts), per, -1)
+    count = {c: int((data.labels == data.classes.index(c)).sum()) if c in data.classes else 0
+             for c in set(classes)}
+    within = {c: spread(f_data[data.labels == data.classes.index(c)]) for c in count if count[c] > 1}
+    return float(np.mean([spread(x) / within[c] for x, c in zip(f, classes) if c in within]))

@@ -157,46 +157,24 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     acc = make_accelerator(run)
     main, log = acc.is_main_process, (tqdm.write if acc.is_main_process else (lambda _: None))
 
-    # Data: every image decoded once and kept on the device; its palette saved for snapping colours.
-    data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
-                      run.recolour)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
-    objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
-    palette, cache = extract(data.images), folder / "text.pt"
-    if main:
-        folder.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, folder / "config.json")
-        save_hex(palette, folder / "palette.hex")
-        objective.condition.labels(data, cache)  # a text model's embeddings, encoded once, cached
-    acc.wait_for_everyone()
-    labels = objective.condition.labels(data, cache).to(acc.device)
-    objective.condition.to(acc.device)
-    images = objective.inputs(data.images.to(acc.device))
-
-    # The network, the EMA of its weights, Adam with a linear warm-up.
-    torch.manual_seed(run.seed)
-    net = build(cfg.model, len(data.classes))
-    ema = EMA(net, run.ema_decay)
-    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
-    net, opt = acc.prepare(net, opt)
-    warmup = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / run.warmup_steps) if run.warmup_steps else 1.0)
-    ema.model.to(acc.device)
+    cfg, data, objective, labels, images = prepare_data(cfg, folder, acc, log)
+    net, ema, opt, warmup = make_networks(cfg, len(data.classes), acc)
     model_fn = torch.compile(net) if run.compile else net
     total = run.max_steps or math.ceil(EPOCHS * len(images) / (run.batch_size * acc.num_processes))
 
     # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
     parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
     ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
-    step, seconds = restore_checkpoint(ckpt_path, parts, data.classes) if resume else (0, 0.0)
-    check_budget(run, folder, step, seconds, total) if resume else None
-    if main and resume:
-        truncate_losses(losses_path, step)
+    step, seconds = 0, 0.0
+    if resume:
+        step, seconds = restore_checkpoint(ckpt_path, parts, data.classes)
+        check_budget(run, folder, step, seconds, total)
+        if main:
+            truncate_losses(losses_path, step)
     acc.wait_for_everyone()
     log(f"run {folder}: {len(images)} images of {cfg.model.image_size}x{cfg.model.image_size}, "
         f"{len(data.classes)} classes, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, "
-        f"{acc.num_processes} process(es) x batch {run.batch_size}, seed {run.seed}, device "
-        f"{acc.device}, steps {step} -> {total}")
+        f"{acc.num_processes} process(es) x batch {run.batch_size}, {acc.device}, steps {step} -> {total}")
 
     pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
     with catch_signals() as stop, tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True,
@@ -254,7 +232,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     model_dir = folder / "model"
     if main:
         try:
-            objective.export(ema.model, data, palette, model_dir)
+            objective.export(ema.model, data, extract(data.images), model_dir)
         except OSError as e:
             raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
                             "checkpoint is kept: free some space and run train.py --resume") from None
@@ -262,6 +240,41 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             f"samples in {folder / 'samples'}")
     acc.wait_for_everyone()  # every process returns once the model is written
     return model_dir
+
+
+def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
+    """(the config with the data's image size, the data, the objective, a label per image, what the
+    network learns, on the device). Every image is decoded once; the main process writes the run's
+    config, the data's palette and a text model's embeddings of its captions (cached), once."""
+    run = cfg.run
+    data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
+                      run.recolour)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
+    objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
+    cache = folder / "text.pt"
+    if acc.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, folder / "config.json")
+        save_hex(extract(data.images), folder / "palette.hex")
+        objective.condition.labels(data, cache)
+    acc.wait_for_everyone()
+    labels = objective.condition.labels(data, cache).to(acc.device)
+    objective.condition.to(acc.device)
+    return cfg, data, objective, labels, objective.inputs(data.images.to(acc.device))
+
+
+def make_networks(cfg: Config, num_classes: int, acc) -> tuple:
+    """(the network, the EMA of its weights, Adam, its linear warm-up), seeded, on the device."""
+    run = cfg.run
+    torch.manual_seed(run.seed)
+    net = build(cfg.model, num_classes)
+    ema = EMA(net, run.ema_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
+    net, opt = acc.prepare(net, opt)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / run.warmup_steps) if run.warmup_steps else 1.0)
+    ema.model.to(acc.device)
+    return net, ema, opt, warmup
 
 
 def check_budget(run: RunSpec, folder: Path, step: int, seconds: float, total: int) -> None:
