@@ -64,10 +64,10 @@ def timed(fn, n: int, device) -> float:
 def matmul_peak(device) -> float:
     """Achieved GFLOPS of a large fp32 matmul: the practical ceiling for this model's fp32 math."""
     import torch
-    n = 2048 if device.type == "cpu" else 8192
+    n = 1024 if device.type == "cpu" else 8192
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
-    reps = 5 if device.type == "cpu" else 50
+    reps = 10 if device.type == "cpu" else 50
     return 2 * n ** 3 / timed(lambda: a @ b, reps, device) / 1e9
 
 

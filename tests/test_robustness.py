@@ -38,7 +38,7 @@ def wait_for_rows(path, n, proc, timeout=120):
 
 
 def test_sigterm_saves_checkpoint_and_resume_is_exact(tmp_path):
-    """A real process, a real signal, at whatever step it lands."""
+    """A real process (the command line a user types), a real signal, at whatever step it lands."""
     argv = smoke_argv(tmp_path, "sig", "--max_steps=400", "--ckpt_every=1000", "--sample_every=0")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], env=env,
@@ -47,7 +47,7 @@ def test_sigterm_saves_checkpoint_and_resume_is_exact(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "checkpoint saved" in out
+    assert "checkpoint saved" in out and (tmp_path / "sig" / "loss.png").is_file()
     step = torch.load(tmp_path / "sig" / "checkpoint.pt", weights_only=True)["step"]
     assert 2 <= step < 400 and len(losses(tmp_path / "sig")) == step
     target = f"--max_steps={step + 2}"
