@@ -242,7 +242,7 @@ def serve(m, host: str, port: int, block: bool = True):
     return page, url
 
 
-# Headless Debian chromium (tests/install_browser.sh), with its calls home turned off: this machine's
+# Headless Debian chromium (tests/install_tools.sh), with its calls home turned off: this machine's
 # network refuses them.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -253,7 +253,7 @@ def open_browser():
     import shutil
     exe = shutil.which("chromium")
     if exe is None:
-        raise UserError("no chromium on this machine: run tests/install_browser.sh")
+        raise UserError("no chromium on this machine: run tests/install_tools.sh")
     from playwright.sync_api import sync_playwright
     pw = sync_playwright().start()
     return pw, pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)

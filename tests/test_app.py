@@ -1,5 +1,5 @@
 """The web page (app.py): its parts without a browser, then the page in headless Debian chromium
-(tests/install_browser.sh installs it; without it these tests skip and say why)."""
+(tests/install_tools.sh installs it; without it these tests skip and say why)."""
 import shutil
 from pathlib import Path
 import zlib
@@ -97,7 +97,7 @@ def test_make_sprites_writes_native_pngs_a_sheet_and_a_variation(m, tmp_path):
 
 def browser_missing() -> str:
     if shutil.which("chromium") is None:
-        return "no chromium: run tests/install_browser.sh (Debian's chromium, as root)"
+        return "no chromium: run tests/install_tools.sh (Debian's chromium, as root)"
     try:
         import playwright  # noqa: F401
     except ImportError:
