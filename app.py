@@ -142,70 +142,126 @@ def make_sprites(m, out_root: Path, prompt: str, cls: str, guidance: float, seed
     return gallery, files, str(sheet), status
 
 
-def build_page(m, out_root: Path):
-    """The Gradio Blocks of the page, bound to the model."""
+def shown_errors(fn):
+    """A bad input becomes the page's error message; the server stays up."""
     import gradio as gr
 
-    def errors_shown(fn):
-        """A bad input becomes the page's error message; the server stays up."""
-        def wrapped(*args):
-            try:
-                return fn(*args)
-            except UserError as e:
-                raise gr.Error(str(e)) from None
-        return wrapped
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+    return wrapped
 
-    kind = m.condition.kind  # the page shows the field this model is asked by
+
+def build_page(m, out_root: Path):
+    """The Gradio Blocks of the page, bound to the model: a tab to make sprites and, for a model of
+    RGB tiles with classes, a tab to make tilesets."""
+    import gradio as gr
     with gr.Blocks(title="Pixel Art Diffusion") as page:
         gr.Markdown(f"## Pixel Art Diffusion\nModel: `{m.source}` ({m.why}; {m.spec.image_size}x"
                     f"{m.spec.image_size}, {'RGBA' if m.spec.channels == 4 else 'RGB'})")
-        with gr.Row():
-            with gr.Column(scale=1):
-                prompt = gr.Textbox(label="prompt", value=(m.condition.defaults(1)[0] or "") if
-                                    kind == "text" else "", visible=kind == "text", elem_id="prompt",
-                                    info="what to draw; empty: no prompt")
-                cls = gr.Dropdown([IN_TURN, *m.classes], value=IN_TURN, label="class",
-                                  visible=kind == "class", elem_id="class")
-                count = gr.Slider(*LIMITS["count"], value=8, step=1, label="sprites", elem_id="count")
-                with gr.Accordion("settings", open=False):
-                    guidance = gr.Slider(*LIMITS["guidance"], value=GUIDANCE, step=0.5, label="guidance",
-                                         elem_id="guidance")
-                    steps = gr.Slider(*LIMITS["steps"], value=0, step=1,
-                                      label="sampler steps (0: DPM-Solver++'s 10)", elem_id="steps")
-                    with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="seed", elem_id="seed")
-                        dice = gr.Button("random seed", elem_id="random-seed")
-                    palette = gr.Radio(["data", "none", "file"], value="data", label="palette",
-                                       info="data: the training data's colours; none: raw colours")
-                    palette_file = gr.File(label="palette file (.hex or .gpl)", file_types=[".hex", ".gpl"],
-                                           elem_id="palette-file")
-                    tileable = gr.Checkbox(label="tileable (shown repeated 3x3)", elem_id="tileable")
-                with gr.Accordion("start from a sprite", open=False):
-                    sprite = gr.File(label="sprite (PNG)", file_types=["image"], elem_id="sprite")
-                    editor = gr.ImageEditor(label="paint where to repaint (nothing painted: the whole "
-                                                  "sprite, by strength)", type="numpy", sources=(),
-                                            layers=False, transforms=(), elem_id="editor",
-                                            brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
-                    strength = gr.Slider(*LIMITS["strength"], value=0.6, step=0.05, label="strength",
-                                         elem_id="strength")
-                make = gr.Button("Make sprites", variant="primary", elem_id="make")
-            with gr.Column(scale=2):
-                status = gr.Markdown(elem_id="status")
-                gallery = gr.Gallery(label="sprites", columns=4, format="png", elem_id="gallery")
-                sheet = gr.DownloadButton("sprite sheet", elem_id="sheet")
-                files = gr.File(label="each sprite at native size", file_count="multiple", elem_id="files")
-
-        dice.click(lambda: random.randrange(LIMITS["seed"][1]), outputs=seed)
-        sprite.upload(errors_shown(lambda path: sprite_editor_value(path, m)), inputs=sprite, outputs=editor)
-        sprite.clear(lambda: None, outputs=editor)
-
-        def on_make(*args, progress=gr.Progress(track_tqdm=True)):
-            return make_sprites(m, out_root, *args)
-
-        make.click(errors_shown(on_make), outputs=[gallery, files, sheet, status],
-                   inputs=[prompt, cls, guidance, seed, steps, count, palette, palette_file, sprite,
-                           editor, strength, tileable])
+        with gr.Tabs():
+            with gr.Tab("sprites"):
+                sprites_tab(m, out_root)
+            if m.spec.channels == 3 and m.condition.kind == "class":
+                with gr.Tab("tileset", elem_id="tileset-tab"):
+                    tileset_tab(m, out_root)
     return page
+
+
+def sprites_tab(m, out_root: Path) -> None:
+    import gradio as gr
+    kind = m.condition.kind  # the page shows the field this model is asked by
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(label="prompt", value=(m.condition.defaults(1)[0] or "") if
+                                kind == "text" else "", visible=kind == "text", elem_id="prompt",
+                                info="what to draw; empty: no prompt")
+            cls = gr.Dropdown([IN_TURN, *m.classes], value=IN_TURN, label="class",
+                              visible=kind == "class", elem_id="class")
+            count = gr.Slider(*LIMITS["count"], value=8, step=1, label="sprites", elem_id="count")
+            with gr.Accordion("settings", open=False):
+                guidance = gr.Slider(*LIMITS["guidance"], value=GUIDANCE, step=0.5, label="guidance",
+                                     elem_id="guidance")
+                steps = gr.Slider(*LIMITS["steps"], value=0, step=1,
+                                  label="sampler steps (0: DPM-Solver++'s 10)", elem_id="steps")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, label="seed", elem_id="seed")
+                    dice = gr.Button("random seed", elem_id="random-seed")
+                palette = gr.Radio(["data", "none", "file"], value="data", label="palette",
+                                   info="data: the training data's colours; none: raw colours")
+                palette_file = gr.File(label="palette file (.hex or .gpl)", file_types=[".hex", ".gpl"],
+                                       elem_id="palette-file")
+                tileable = gr.Checkbox(label="tileable (shown repeated 3x3)", elem_id="tileable")
+            with gr.Accordion("start from a sprite", open=False):
+                sprite = gr.File(label="sprite (PNG)", file_types=["image"], elem_id="sprite")
+                editor = gr.ImageEditor(label="paint where to repaint (nothing painted: the whole "
+                                              "sprite, by strength)", type="numpy", sources=(),
+                                        layers=False, transforms=(), elem_id="editor",
+                                        brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"))
+                strength = gr.Slider(*LIMITS["strength"], value=0.6, step=0.05, label="strength",
+                                     elem_id="strength")
+            make = gr.Button("Make sprites", variant="primary", elem_id="make")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="status")
+            gallery = gr.Gallery(label="sprites", columns=4, format="png", elem_id="gallery")
+            sheet = gr.DownloadButton("sprite sheet", elem_id="sheet")
+            files = gr.File(label="each sprite at native size", file_count="multiple", elem_id="files")
+
+    dice.click(lambda: random.randrange(LIMITS["seed"][1]), outputs=seed)
+    sprite.upload(shown_errors(lambda path: sprite_editor_value(path, m)), inputs=sprite, outputs=editor)
+    sprite.clear(lambda: None, outputs=editor)
+
+    def on_make(*args, progress=gr.Progress(track_tqdm=True)):
+        return make_sprites(m, out_root, *args)
+
+    make.click(shown_errors(on_make), outputs=[gallery, files, sheet, status],
+               inputs=[prompt, cls, guidance, seed, steps, count, palette, palette_file, sprite,
+                       editor, strength, tileable])
+
+
+def tileset_tab(m, out_root: Path) -> None:
+    import gradio as gr
+    with gr.Row():
+        with gr.Column(scale=1):
+            a = gr.Dropdown(m.classes, value=m.classes[0], label="terrain", elem_id="terrain-a")
+            b = gr.Dropdown(m.classes, value=m.classes[-1], label="meets terrain", elem_id="terrain-b")
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="tileset-seed")
+            make = gr.Button("Make tileset", variant="primary", elem_id="make-tileset")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="tileset-status")
+            picture = gr.Gallery(label="the map, the corner set, the blob set", columns=1, format="png",
+                                 elem_id="tileset-gallery")
+            files = gr.File(label="for Tiled: sheets, .tsx tilesets, .tmx map", file_count="multiple",
+                            elem_id="tileset-files")
+
+    def on_make(*args, progress=gr.Progress(track_tqdm=True)):
+        return make_tileset(m, out_root, *args)
+
+    make.click(shown_errors(on_make), inputs=[a, b, seed], outputs=[picture, files, status])
+
+
+def make_tileset(m, out_root: Path, a: str, b: str, seed: float) -> tuple[list, list[str], str]:
+    """One click of "Make tileset": (pictures zoomed x4 with captions, the files, a status line)."""
+    import autotile
+    from PIL import Image
+    check_numbers(seed=seed)
+    req = autotile.TilesetRequest(a, b, int(seed))
+    autotile.check_model(m, req)
+    t0 = time.perf_counter()
+    sets = autotile.make_sets(m, req, autotile.textures(m, req))
+    cells = autotile.corner_map(autotile.random_corners(12, 8, int(seed)))
+    picture = autotile.render(sets["corner"], cells)
+    folder = out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+    written = autotile.write(sets, req, cells, picture, folder)
+    shown = [(Image.open(p).resize((Image.open(p).width * 2, Image.open(p).height * 2), Image.NEAREST),
+              p.name) for p in written if p.suffix == ".png"]
+    size = picture.shape[-1] // 12
+    status = (f"{len(sets['corner'])} corner and {len(sets['blob'])} blob tiles in "
+              f"{time.perf_counter() - t0:.0f} s; the map's seam ratio "
+              f"{autotile.seam_ratio(picture, size):.2f} (1: invisible)")
+    return shown, [str(p) for p in written], status
 
 
 CSS = "#gallery img, #editor img, #editor canvas { image-rendering: pixelated; }"

@@ -131,6 +131,7 @@ def check_model(m: Loaded, req: TilesetRequest) -> None:
             raise UserError(f"unknown terrain {unknown[0]}; this model's terrains: {', '.join(m.classes)}")
 
 
+PROBE_QUADRANTS = 400  # of each terrain, to train the probe on
 CANDIDATES = 8  # seamless tiles drawn of each terrain; the one most like its terrain is kept
 
 
@@ -154,13 +155,14 @@ def textures(m: Loaded, req: TilesetRequest) -> torch.Tensor:
 def terrain_probe(m: Loaded, req: TilesetRequest):
     """A function from quadrants (quadrants()) to the probabilities of terrain a and b: a linear
     probe (metrics.probe_for) on Lite0 features of as many quadrants of each one's training tiles (the
-    rarer terrain's every quadrant); its held-out accuracy is its attribute `held`."""
+    rarer terrain's every quadrant, PROBE_QUADRANTS at most); its held-out accuracy is its attribute
+    `held`."""
     from dataset import load_folder
     from metrics import features, lite0, probe_for
     data = load_folder(m.data_dir, m.spec, log=lambda _: None)
     g = torch.Generator().manual_seed(0)
     parts = [quadrants(data.images[data.labels == data.classes.index(t)]) for t in (req.a, req.b)]
-    n = min(map(len, parts))
+    n = min(*map(len, parts), PROBE_QUADRANTS)
     quads = torch.cat([p[torch.randperm(len(p), generator=g)[:n]] for p in parts])
     net = lite0()
     probe, mean, std, held = probe_for(quads, torch.arange(2).repeat_interleave(n), 2, features(quads, net), net)

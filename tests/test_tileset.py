@@ -116,3 +116,17 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(run, args, message, re
     assert tileset.main([f"--model={request.getfixturevalue(run)}", f"--out={out}", "--steps=1", *args]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (a fixture's training may print before)
     assert last.startswith("error: ") and message in last and not out.exists()
+
+
+def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp_path):
+    import app
+    from model import load_model
+    m = load_model(tile_run)
+    ids = lambda page: {b.elem_id for b in page.blocks.values() if getattr(b, "elem_id", None)}  # noqa: E731
+    assert "make-tileset" in ids(app.build_page(m, tmp_path))
+    assert "make-tileset" not in ids(app.build_page(load_model(cond_run), tmp_path))  # RGBA sprites
+    shown, files, status = app.make_tileset(m, tmp_path, "floor", "water", 1)
+    assert len(shown) == 3 and {p.rsplit(".", 1)[1] for p in files} == {"png", "tsx", "tmx"}
+    assert "seam ratio" in status
+    with pytest.raises(app.UserError, match="names floor twice"):
+        app.make_tileset(m, tmp_path, "floor", "floor", 1)
