@@ -243,7 +243,7 @@ COLUMNS = {"corner": 4, "blob": 8}
 
 
 def sheet(tiles: torch.Tensor, columns: int) -> torch.Tensor:
-    """The tiles in rows of `columns`, native size, no gaps (an empty cell is black)."""
+    """The tiles in rows of `columns`, native size, no gaps (an empty cell is grey)."""
     return make_grid(tiles, ncols=columns, scale=1, pad=0)
 
 
