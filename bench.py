@@ -6,13 +6,22 @@ Usage:
     python bench.py --variants=base,attn_head32  # the reference model (seed preset), batch 16
     python bench.py --preset=cpu --variants=base,bf16,compile --json=bench.json
     python bench.py --batch_size=128 --lr_scale --variants=base,bf16,compile   # a GPU: a larger batch
+    python bench.py --quick --batch_sweep=4,8,16    # img/s and MFU at each batch
+    python bench.py --gpu_check=outputs/check --minutes=9   # the prepared GPU check (below)
 
 Variants of this repo's loop (each a config change, nothing else): base, bf16 (autocast), compile
 (torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of 32 channels instead of
 diffusers' default 8: same parameters, far cheaper attention kernels). The repo's loop is timed from
 the training seconds train.py logs per step, after one warm-up step. Sampling: 16 sprites with each
 sampler at its default steps; on a CPU the first 10 steps are timed and the rest extrapolated
-(every step is one UNet call), which the table says.
+(every step is one UNet call), which the table says. MFU is the model's FLOPs a second (counted by
+torch) over the device's measured matmul peak: bf16 on a GPU's tensor cores, fp32 on a CPU.
+
+--gpu_check=DIR is the one prepared check for a GPU machine, in a single call of --minutes: bench at
+batch 16 and at the best batch of a sweep, the seed preset's 500 epochs at that batch (lr scaled)
+timed and scored by FD-Lite0 against the item icons, then the gpu preset for the minutes left, scored
+by the held-out test; it writes check.log, bench.json, seed.json, seed.png, gpu.json and gpu.png into
+DIR. With --quick it runs the same steps at smoke sizes: seconds on a CPU (tested).
 """
 from __future__ import annotations
 
@@ -42,6 +51,10 @@ class BenchOptions:
     variants: tuple[str, ...] = option(("base",), "this repo's step with: " + ", ".join(VARIANTS))
     samplers: tuple[str, ...] = option(tuple(SAMPLER_STEPS), "samplers to time at their default steps")
     lr_scale: bool = option(False, "scale lr linearly with batch_size / 16 (for a large GPU batch)")
+    batch_sweep: tuple[int, ...] = option((), "also time this repo's step at each of these batches: "
+                                              "img/s and MFU")
+    gpu_check: str = option("", "run the prepared GPU check, writing its files into this folder")
+    minutes: float = option(9.0, "--gpu_check: the whole check's budget")
     json: str = option("", "also write the results to this JSON file")
 
 
@@ -61,14 +74,16 @@ def timed(fn, n: int, device) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def matmul_peak(device) -> float:
-    """Achieved GFLOPS of a large fp32 matmul: the practical ceiling for this model's fp32 math."""
+def matmul_peak(device) -> tuple[float, str]:
+    """(achieved GFLOPS, what was timed): on a GPU a bf16 8192^3 matmul, the tensor cores' practical
+    ceiling; on a CPU an fp32 1024^3 one (bf16 is no faster there)."""
     import torch
-    n = 1024 if device.type == "cpu" else 8192
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    gpu = device.type == "cuda"
+    n, dtype = (8192, torch.bfloat16) if gpu else (1024, torch.float32)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    reps = 10 if device.type == "cpu" else 50
-    return 2 * n ** 3 / timed(lambda: a @ b, reps, device) / 1e9
+    seconds = timed(lambda: a @ b, 50 if gpu else 10, device)
+    return 2 * n ** 3 / seconds / 1e9, f"{'bf16' if gpu else 'fp32'} {n}^3 matmul"
 
 
 def stand_in_conditions(cfg: Config, n: int, classes: list[str]) -> dict:
@@ -218,11 +233,11 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
     classes, batch = data.classes, cfg.run.batch_size
     result = {"device": name, "torch": torch.__version__, "batch_size": batch,
               "params_M": sum(p.numel() for p in build(cfg.model, len(classes)).parameters()) / 1e6}
-    result["peak_gflops"] = matmul_peak(device)
+    result["peak_gflops"], result["peak_of"] = matmul_peak(device)
     result["gflop_per_step"] = train_flops(cfg, classes, device) / 1e9
-    print(f"device: {name}; model {result['params_M']:.2f}M params, "
-          f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {batch}; "
-          f"matmul peak {result['peak_gflops']:.0f} GFLOPS")
+    print(f"device: {name}, torch {torch.__version__}; model {result['params_M']:.2f}M params, "
+          f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {batch}; peak "
+          f"{result['peak_gflops']:.0f} GFLOPS ({result['peak_of']})")
     loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, device, opts)}
     for v in opts.variants:
         loops[f"repo: {v}"] = lambda v=v: repo_round(variant(cfg, v), opts)
@@ -232,21 +247,136 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
         r["peak_fraction"] = r["gflops"] / result["peak_gflops"]
         r["vs_seed"] = r["images_per_s"] / rows[0]["images_per_s"]
     result["training"] = rows
+    result["batches"] = [sweep_row(cfg, b, result, opts) for b in opts.batch_sweep]
     result["sampling"] = sampling(cfg, classes, device, opts)
     return result
 
 
+def sweep_row(cfg: Config, batch: int, result: dict, opts: BenchOptions) -> dict:
+    """This repo's step at another batch: img/s and MFU (FLOPs scale with the batch)."""
+    run = dataclasses.replace(cfg.run, batch_size=batch)
+    seconds = repo_round(dataclasses.replace(cfg, run=run), opts)
+    gflops = result["gflop_per_step"] * batch / result["batch_size"] / seconds
+    return {"batch_size": batch, "images_per_s": batch / seconds, "mfu": gflops / result["peak_gflops"]}
+
+
 def print_tables(result: dict) -> None:
-    print(f"\ntraining, batch {result['batch_size']} ({result['device']})")
-    print(f"{'loop':40s} {'img/s':>8s} {'GFLOPS':>8s} {'of peak':>8s} {'vs seed':>8s}")
+    print(f"\ntraining, batch {result['batch_size']} ({result['device']}, torch {result['torch']}; MFU "
+          f"against {result['peak_gflops']:.0f} GFLOPS, a {result['peak_of']})")
+    print(f"{'loop':40s} {'img/s':>8s} {'GFLOPS':>8s} {'MFU':>8s} {'vs seed':>8s}")
     for r in result["training"]:
         print(f"{r['loop']:40s} {r['images_per_s']:8.1f} {r['gflops']:8.1f} "
-              f"{r['peak_fraction']:8.0%} {r['vs_seed']:7.2f}x")
+              f"{r['peak_fraction']:8.1%} {r['vs_seed']:7.2f}x")
+    for r in result["batches"]:
+        print(f"{'repo: base, batch ' + str(r['batch_size']):40s} {r['images_per_s']:8.1f} "
+              f"{'':8s} {r['mfu']:8.1%}")
     print("\nsampling")
     print(f"{'sampler':12s} {'seconds':>9s} {'img/s':>8s}  note")
     for r in result["sampling"]:
         note = f"timed {r['timed_steps']} steps, extrapolated" if r["extrapolated"] else ""
         print(f"{r['sampler']:12s} {r['seconds']:9.1f} {r['images_per_s']:8.2f}  {note}")
+
+
+CHECK_BATCHES = (16, 64, 256, 512)  # the GPU check's sweep (--quick: 2, 4)
+
+
+def gpu_check(opts: BenchOptions, data_dir: str) -> None:
+    """The prepared GPU check (module docstring). Each stage logs to check.log as it ends, so a run cut
+    short still brings back what it measured."""
+    import contextlib
+    import io
+
+    import torch
+
+    from config import preset
+    out, runs = Path(opts.gpu_check), tempfile.mkdtemp(prefix="gpu-check-")  # runs stay out of DIR
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    log_file = (out / "check.log").open("a")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        log_file.write(f"{time.time() - t0:7.1f}s {line}\n")
+        log_file.flush()
+
+    small = dict(data_dir=data_dir) if opts.quick else {}
+    base = preset("smoke" if opts.quick else "seed", **small)
+    batches = (2, 4) if opts.quick else CHECK_BATCHES
+    with contextlib.redirect_stdout(io.StringIO()):
+        at16 = run_bench(dataclasses.replace(base, run=dataclasses.replace(base.run, batch_size=batches[0])),
+                         dataclasses.replace(opts, variants=("base", "bf16", "compile"), batch_sweep=batches,
+                                             samplers=("dpm",)))
+    best = max(at16["batches"], key=lambda r: r["images_per_s"])["batch_size"]
+    (out / "bench.json").write_text(json.dumps(at16, indent=2) + "\n")
+    log(f"bench on {at16['device']} (torch {at16['torch']}): " + "; ".join(
+        f"{r['loop']} {r['images_per_s']:.0f} img/s ({r['vs_seed']:.2f}x)" for r in at16["training"])
+        + "; sweep " + ", ".join(f"b{r['batch_size']} {r['images_per_s']:.0f} img/s MFU {r['mfu']:.1%}"
+                                 for r in at16["batches"]) + f"; best batch {best}")
+
+    seed = preset("smoke" if opts.quick else "seed", **small, batch_size=best,
+                  lr=(1e-3 if opts.quick else 1e-4) * best / 16, compile=not opts.quick,
+                  max_steps=2 if opts.quick else 0, sample_every=0, num_samples=0,
+                  out_dir=runs, run_name="seed")
+    stats = train_and_score(seed, out, "seed", None, opts)
+    log(f"seed preset, 500 epochs at batch {best}: {stats['steps']} steps in {stats['seconds']:.1f} s, "
+        f"FD-Lite0 {stats['fd_lite0']:.0f} (floor {stats['floor_fd']:.0f})")
+
+    left = opts.minutes - (time.time() - t0) / 60 - (0.05 if opts.quick else 2.0)  # 2 min to score
+    gpu = preset("smoke" if opts.quick else "gpu", **small, max_minutes=max(left, 0.01),
+                 condition="text", channels=4, out_dir=runs, run_name="gpu",
+                 max_steps=3 if opts.quick else 100000, sample_every=0, num_samples=0,
+                 held_out=runs + "/held.txt" if opts.quick else "data/heldout.txt")
+    if opts.quick:  # a held-out list of the small data: a few of its images
+        from dataset import data_dirs, list_images
+        files = [p for root in data_dirs(data_dir) for p, _ in list_images(root)][::7]
+        Path(gpu.run.held_out).write_text("".join(f"{f}\n" for f in files))
+    stats = train_and_score(gpu, out, "gpu", gpu.run.held_out, opts)
+    log(f"gpu preset, {stats['seconds'] / 60:.1f} min: {stats['steps']} steps; held-out test: "
+        f"class {stats['captions']['class_accuracy']:.0%}, colour {stats['captions']['colour_accuracy']:.0%}, "
+        f"FD-Lite0 {stats['captions']['fd_lite0']:.0f} (floor {stats['captions']['floor_fd']:.0f}), "
+        f"memorisation ratio {stats['captions']['memorisation_ratio']:.2f}; unseen prompts: class "
+        f"{stats['unseen']['class_accuracy']:.0%}, colour {stats['unseen']['colour_accuracy']:.0%}")
+    log(f"done in {(time.time() - t0) / 60:.1f} min; files: " + ", ".join(sorted(p.name for p in out.iterdir()
+                                                                           if p.is_file())))
+
+
+def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opts: BenchOptions) -> dict:
+    """Train cfg (timed), then score its export: FD-Lite0 of as many sprites as the item icons
+    against them (held_out None), or the held-out test; writes NAME.json and NAME.png."""
+    import torch
+
+    from metrics import features, floor_images, frechet, lite0
+    from model import load_model
+    from sprites import SpriteRequest, generate, labelled_grid
+    from trainer import train
+    t0 = time.perf_counter()
+    train(cfg, Path(cfg.run.out_dir) / name)
+    seconds = time.perf_counter() - t0
+    m = load_model(Path(cfg.run.out_dir) / name)
+    ckpt = torch.load(Path(cfg.run.out_dir) / name / "checkpoint.pt", map_location="cpu", weights_only=True)
+    stats = {"steps": ckpt["step"], "seconds": seconds, "training_seconds": ckpt["seconds"],
+             "config": config_mod.to_dict(cfg)}
+    if held_out is None:
+        from dataset import load_folder
+        data = load_folder("data/dcss_items" if not opts.quick else cfg.run.data_dir, m.spec,
+                           log=lambda _: None).images
+        images, _ = generate(m, SpriteRequest(m.condition.defaults(len(data))))
+        net = lite0()
+        f = features(data, net)
+        stats.update(fd_lite0=frechet(features(images, net), f),
+                     floor_fd=frechet(features(floor_images(data, len(data)), net), f))
+        labelled_grid(images[:64], [None], 0, 2).save(out / f"{name}.png")
+    else:
+        import tables
+        o = type("O", (), dict(seed=0, sampler="dpm", steps=2 if opts.quick else 0, guidance=3.0,
+                               palette="data", num_samples=6 if opts.quick else 0))()
+        report = tables.held_out_test(m, o, held_out, cfg.run.data_dir if opts.quick else "data/dcss_items")
+        images = report.pop("unseen_images")
+        labelled_grid(images, report["unseen"]["prompts"], len(images) // len(report["unseen"]["prompts"]),
+                      2).save(out / f"{name}.png")
+        stats.update(report)
+    (out / f"{name}.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
+    return stats
 
 
 @script
@@ -262,6 +392,8 @@ def main(argv: list[str]) -> None:
         cfg.run.lr *= cfg.run.batch_size / 16
     if opts.quick:
         opts.timed_steps, opts.rounds = min(opts.timed_steps, 3), 1
+    if opts.gpu_check:
+        return gpu_check(opts, cfg.run.data_dir)
     result = run_bench(cfg, opts)
     print_tables(result)
     if opts.json:

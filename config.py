@@ -116,7 +116,8 @@ class RunSpec:
                                      "counted over the whole run (resumes included); 0: no limit")
     ema_decay: float = option(0.999, "decay of the weights' moving average (the exported weights)")
     mixed_precision: str = option("no", "no | bf16 | fp16 (autocast; for GPUs, RESULTS.md: speed)")
-    compile: bool = option(False, "torch.compile the network (for GPUs; minutes to compile on a CPU)")
+    compile: bool = option(False, "torch.compile the network's forward and backward (CUDA graphs on a "
+                                  "GPU); minutes to compile on a CPU")
     seed: int = option(0, "seed of the model's initialisation and of every step's randomness")
     out_dir: str = option("runs", "folder that holds the runs")
     run_name: str = option("", "the run's folder under out_dir; default: a timestamp and the preset")
@@ -182,6 +183,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             dict(backbone="vae", block_out_channels=(32, 64, 64), layers_per_block=1, channels=4,
                  lr=1e-3, warmup_steps=100, ema_decay=0.998, max_steps=4000, ckpt_every=250,
                  num_samples=0)),
+    "gpu": ("a larger prompt model for a GPU, not yet measured on one (bench.py --gpu_check measures "
+            "it): 14.7M UNet, batch 256 with lr 2e-3, bf16 autocast, compiled with CUDA graphs",
+            dict(_CPU, channels=4, condition="text", attention_head_dim=32, recolour=3, data_dir=DATA_ALL,
+                 held_out="data/heldout.txt", block_out_channels=(64, 128, 256), layers_per_block=2,
+                 batch_size=256, lr=2e-3, warmup_steps=200, ema_decay=0.999, max_steps=100000,
+                 ckpt_every=1000, sample_every=2000, mixed_precision="bf16", compile=True)),
     "smoke": ("seconds on a CPU: a 0.18M UNet and 6 steps, for tests and a first look",
               dict(block_out_channels=(16, 32), layers_per_block=1,
                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,

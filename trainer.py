@@ -32,6 +32,7 @@ from tqdm import tqdm
 import config as config_mod
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
+from devices import choose_device, compiled, configure
 from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
@@ -159,7 +160,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
 
     cfg, data, objective, labels, images = prepare_data(cfg, folder, acc, log)
     net, ema, opt, warmup = make_networks(cfg, len(data.classes), acc)
-    model_fn = torch.compile(net) if run.compile else net
+    model_fn = compiled(net, acc.device) if run.compile else net
     total = run.max_steps or math.ceil(EPOCHS * len(images) / (run.batch_size * acc.num_processes))
 
     # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
@@ -391,12 +392,12 @@ def plot_losses(path: Path, out: Path) -> None:
 def make_accelerator(run: RunSpec):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-
-    from devices import choose_device
     # One process may train several times (tests, bench.py) with other precisions; the distributed
     # set-up (PartialState) is kept.
     AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=run.mixed_precision, cpu=choose_device(run.device).type == "cpu")
+    device = choose_device(run.device)
+    configure(device)
+    return Accelerator(mixed_precision=run.mixed_precision, cpu=device.type == "cpu")
 
 
 def any_process(flag: bool, acc) -> bool:

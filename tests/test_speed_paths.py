@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import train
@@ -57,3 +58,47 @@ def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
     assert p.stdout.count("done: 3 steps") == 1 and p.stdout.count("done: 5 steps") == 1  # main only
     assert [int(r["step"]) for r in rows(tmp_path / "ddp")] == [1, 2, 3, 4, 5]
     assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 5
+
+
+def test_the_device_is_chosen_in_one_place_and_cuda_is_taken_when_visible(monkeypatch):
+    import devices
+    from config import UserError
+    assert devices.choose_device("auto").type == "cpu" and devices.compile_mode(torch.device("cpu")) == "default"
+    with pytest.raises(UserError, match="device=cuda but no CUDA GPU is visible"):
+        devices.choose_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, as far as the code can tell
+    assert devices.choose_device("cuda") == devices.choose_device("auto") == torch.device("cuda")
+    assert devices.choose_device("cpu").type == "cpu"
+    assert devices.compile_mode(torch.device("cuda")) == "reduce-overhead"  # CUDA graphs
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+    try:
+        devices.configure(torch.device("cuda"))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
+
+
+def test_generate_asks_for_cuda_through_the_same_chooser(capsys):
+    """The old bug: --device=cuda was refused as not one of auto, cpu or cuda."""
+    import generate
+    assert generate.main(["--device=cuda", "--num_images=1"]) == 2
+    assert "device=cuda but no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_the_prepared_gpu_check_runs_end_to_end_at_smoke_size(tmp_path, monkeypatch):
+    import json
+
+    import bench
+    from conftest import SMALL_DATA
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    out = tmp_path / "check"
+    assert bench.main([f"--gpu_check={out}", "--quick", f"--data_dir={SMALL_DATA}", "--minutes=0.5",
+                       "--timed_steps=1"]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["bench.json", "check.log", "gpu.json", "gpu.png", "seed.json", "seed.png"]  # <= 8
+    b = json.loads((out / "bench.json").read_text())
+    assert [r["batch_size"] for r in b["batches"]] == [2, 4] and all(r["mfu"] > 0 for r in b["batches"])
+    assert b["peak_of"] == "fp32 1024^3 matmul" and "torch" in b
+    assert json.loads((out / "seed.json").read_text())["fd_lite0"] > 0
+    assert "captions" in json.loads((out / "gpu.json").read_text())
+    assert "done in" in (out / "check.log").read_text()
