@@ -86,6 +86,8 @@ def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, size: int = 100,
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
     """Precision, recall, density, coverage (Naeem et al. 2020) with k nearest neighbours (fewer when
     a set has no k other points)."""
+    if min(len(real), len(fake)) < 2:  # no neighbours to measure by
+        return dict.fromkeys(("precision", "recall", "density", "coverage"), float("nan"))
     k = max(1, min(k, len(real) - 1, len(fake) - 1))
 
     def kth(x):  # distance of each point to its k-th nearest other point
