@@ -7,7 +7,6 @@ Usage:
     python bench.py --preset=cpu --variants=base,bf16,compile --json=bench.json
     python bench.py --batch_size=128 --lr_scale --variants=base,bf16,compile   # a GPU: a larger batch
     python bench.py --quick --batch_sweep=4,8,16    # img/s and MFU at each batch
-    python bench.py --gpu_check=outputs/check --minutes=9   # the prepared GPU check (below)
 
 Variants of this repo's loop (each a config change, nothing else): base, bf16 (autocast), compile
 (torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of 32 channels instead of
@@ -17,11 +16,12 @@ sampler at its default steps; on a CPU the first 10 steps are timed and the rest
 (every step is one UNet call), which the table says. MFU is the model's FLOPs a second (counted by
 torch) over the device's measured matmul peak: bf16 on a GPU's tensor cores, fp32 on a CPU.
 
---gpu_check=DIR is the one prepared check for a GPU machine, in a single call of --minutes: bench at
-batch 16 and at the best batch of a sweep, the seed preset's 500 epochs at that batch (lr scaled)
-timed and scored by FD-Lite0 against the item icons, then the gpu preset for the minutes left, scored
-by the held-out test; it writes check.log, bench.json, seed.json, seed.png, gpu.json and gpu.png into
-DIR. With --quick it runs the same steps at smoke sizes: seconds on a CPU (tested).
+The one prepared check for a GPU machine runs in a single call of --minutes:
+    python bench.py --gpu_check=$OUT --minutes=9
+bench at batch 16 and at the best batch of a sweep, the seed preset's 500 epochs at that batch (lr
+scaled) timed and scored by FD-Lite0 against the item icons, then the gpu preset for the minutes left,
+scored by the held-out test; it writes check.log, bench.json, seed.json, seed.png, gpu.json and
+gpu.png into that folder. With --quick it runs the same steps at smoke sizes on a CPU (tested).
 """
 from __future__ import annotations
 
