@@ -91,7 +91,8 @@ def held_out(o: EvalOptions) -> dict:
     c, u, n = r["captions"], r["unseen"], r["class_names"]
     print(f"held-out test: {r['held_out']} sprites never trained on ({r['trained_on']} trained on; probe "
           f"accuracy {r['probe_accuracy']:.0%})\n"
-          f"  from their captions: class {c['class_accuracy']:.0%}, colour {c['colour_accuracy']:.0%}, "
+          f"  from their captions: class {c['class_accuracy']:.0%} (the held-out icons themselves: "
+          f"{c['class_accuracy_of_the_icons']:.0%}), colour {c['colour_accuracy']:.0%}, "
           f"FD-Lite0 {c['fd_lite0']:.0f} (floor {c['floor_fd']:.0f}, {c['fd_lite0'] / c['floor_fd']:.2f}x), "
           f"recall {c['recall']:.2f}, memorisation ratio {c['memorisation_ratio']:.2f}\n"
           f"  diversity within a prompt (8 each of 24): {r['diversity']:.2f} of the data's\n"

@@ -275,6 +275,7 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str) -> dict:
     f_s, floor = features(samples, net), floor_images(held.images, len(held.images))
     report["captions"] = {
         "class_accuracy": (judge(samples) == want).double().mean().item(),
+        "class_accuracy_of_the_icons": (judge(held.images) == want).double().mean().item(),  # the ceiling
         "colour_accuracy": colour_agreement(samples, held.images),
         "fd_lite0": frechet(f_s, f_held), "floor_fd": frechet(features(floor, net), f_held),
         "kid": kid(f_s, f_held)[0], **prdc(f_held, f_s),
