@@ -10,7 +10,7 @@ from PIL import Image
 import conditioning
 import generate
 import model
-from conftest import spec_of, sprites_of
+from conftest import SMALL_DATA, spec_of, sprites_of
 from config import ROOT, preset
 from dataset import load_folder
 from palette import COLOUR_NAMES, main_colours, name_colours
@@ -221,7 +221,7 @@ def test_evaluate_samples_only_the_reference_datas_classes_in_turn(prompt_run, t
 def test_evaluate_captions_prompts_with_the_datas_own_captions_in_turn(prompt_run, tmp_path, monkeypatch):
     import evaluate
     import tables
-    from conftest import SMALL_DATA
+
     asked = []
 
     def fake_generate(m, req):
@@ -237,3 +237,12 @@ def test_evaluate_captions_prompts_with_the_datas_own_captions_in_turn(prompt_ru
     assert len(samples) == 32 and len(captions) < 32
     assert list(asked[0]) == captions + captions[:32 - len(captions)]  # one per icon, then round again
     assert labels[0].tolist() == (labels[1].tolist() * 2)[:32]  # each sample has its icon's class
+
+
+def test_a_text_model_ships_its_captions_and_draws_them_by_default(prompt_run):
+    captions = (prompt_run / "model" / "captions.txt").read_text().splitlines()
+    data = load_folder(*spec_of(preset("smoke", data_dir=str(SMALL_DATA))), log=lambda _: None)
+    assert sorted(captions) == sorted(set(data.captions))  # the training captions, once each
+    m = model.load_model(prompt_run)
+    rows, wanted = m.condition.request("", (), 6)
+    assert rows == [None] and len(set(wanted)) == 6 and set(wanted) <= set(captions)  # varied, real
