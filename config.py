@@ -167,7 +167,7 @@ _CPU = dict(block_out_channels=(32, 64, 128), layers_per_block=1, lr=8e-4, warmu
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "seed": ("the reference setup of the original script: 14.7M UNet, RGB, Adam 1e-4, batch 16, "
              "500 epochs (hours on a CPU)", {}),
-    "cpu": ("a model to train on a CPU, 8,000 steps (about 27 min on 2 cores): 2.6M UNet, RGBA, "
+    "cpu": ("a model to train on a CPU, 8,000 steps (about 66 min on one thread, README): 2.6M UNet, RGBA, "
             "class-conditional, v-prediction, lr 8e-4; chosen by recipes.py (RESULTS.md)",
             dict(_CPU, channels=4, condition="class")),
     "prompt": ("the shipped model's recipe: the cpu model conditioned on captions instead of classes, "

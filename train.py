@@ -3,7 +3,7 @@
 Usage:
     python train.py --preset=smoke                   # a tiny model, 6 steps: seconds
     python train.py --preset=prompt                  # the shipped model's recipe (text prompts)
-    python train.py --preset=cpu                     # a class model: 8,000 steps, about 27 min on 2 cores
+    python train.py --preset=cpu                     # a class model: 8,000 steps, about an hour on a CPU
     python train.py                                  # the seed's reference setup (hours on a CPU)
     python train.py --preset=cpu --backbone=dit      # a diffusion transformer (DiT) instead of the UNet
     python train.py --preset=vae --run_name=vae      # latent diffusion: first the autoencoder,
