@@ -227,16 +227,19 @@ def print_report(r: dict) -> None:
 # the captions' rule (palette.COLOUR_NAMES). Pairs no training caption holds are the unseen prompts.
 OBJECTS = {"helmet": "helmet", "sword": "hand_weapon", "shield": "shield", "potion": "potion",
            "book": "book", "cloak": "cloak", "boots": "boots", "axe": "hand_weapon", "robe": "body_armour",
-           "wand": "wand", "crown": "helmet", "gloves": "gloves"}
-COLOURS = ("yellow", "blue", "green", "white", "red", "purple")
+           "wand": "wand", "crown": "helmet", "gloves": "gloves", "mace": "hand_weapon",
+           "spear": "hand_weapon", "hood": "helmet", "hat": "helmet", "buckler": "shield", "ring": "ring"}
+COLOURS = ("yellow", "blue", "green", "white", "red", "purple", "pink", "orange", "cyan")
 
 
 def unseen_prompts(captions: list[str], classes: list[str], k: int = 24) -> list[tuple[str, str, str]]:
     """(prompt, its class, its colour) for k object x colour pairs that no caption holds (both words),
     objects whose class the data has, in a fixed order that mixes objects."""
     said = [set(c.replace(",", " ").split()) for c in captions]
-    pairs = [(f"a {colour} {obj}", cls, colour) for colour in COLOURS for obj, cls in OBJECTS.items()
-             if cls in classes and not any(obj.rstrip("s") in w and colour in w for w in said)]
+    article = lambda colour, obj: "" if obj.endswith("s") else "an " if colour[0] in "aeiou" else "a "  # noqa: E731
+    pairs = [(f"{article(colour, obj)}{colour} {obj}", cls, colour) for colour in COLOURS
+             for obj, cls in OBJECTS.items()
+             if cls in classes and not any((obj in w or obj.rstrip("s") in w) and colour in w for w in said)]
     return sorted(pairs, key=lambda p: (hash_order(p[0]), p))[:k]
 
 
