@@ -18,11 +18,12 @@ from PIL import Image
 import config
 from conftest import ROOT, SMALL_DATA
 
-SCRIPTS = ["train", "generate", "evaluate", "visualize", "dataset", "palette", "bench", "recipes", "app"]
+SCRIPTS = ["train", "generate", "evaluate", "visualize", "dataset", "palette", "bench", "recipes", "app",
+           "tileset"]
 # each script's option dataclasses, besides Config for the scripts that take a training config
 OPTIONS = {"train": "TrainOptions", "generate": "GenerateOptions", "evaluate": "EvalOptions",
            "visualize": "VisualizeOptions", "palette": "PaletteOptions", "bench": "BenchOptions",
-           "recipes": "RecipeOptions", "app": "AppOptions"}
+           "recipes": "RecipeOptions", "app": "AppOptions", "tileset": "TilesetOptions"}
 TAKES_CONFIG = {"train", "dataset", "palette", "bench"}
 
 
@@ -72,7 +73,7 @@ SMOKE = {  # appended to each documented command: the same command at smoke size
     "generate": ["--num_images=2", "--steps=2"],
     "evaluate": ["--num_samples=6", "--per_class=1", "--steps=2", "--data_dir=path/to/my/sprites"],
     "bench": SMOKE_MODEL + MY_SPRITES + ["--quick", "--timed_steps=1", "--batch_size=2",
-                                         "--samplers=dpm"],
+                                         "--samplers=dpm", "--variants=base"],  # others: test_speed_paths
     "recipes": ["--minutes=1e-7", "--num_samples=4"],
 }
 
@@ -111,7 +112,9 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
     threads = torch.get_num_threads()
     commands = documented_commands()
     # app.py serves until stopped: tests/test_app.py runs it
-    assert {s for s, _ in commands} == set(SCRIPTS) - {"app"} and len(commands) >= 30
+    # app.py serves until stopped: tests/test_app.py runs it; tileset.py's lines need the shipped
+    # terrain model at full size: tests/test_tileset.py runs it
+    assert {s for s, _ in commands} == set(SCRIPTS) - {"app", "tileset"} and len(commands) >= 30
     try:
         for script, argv in commands:
             extra = ["--max_steps=3"] if "--resume" in argv else SMOKE.get(script, [])
@@ -128,8 +131,7 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
     assert "outputs/" not in subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path,
                                             capture_output=True, text=True).stdout  # ignored
     bench = json.loads((tmp_path / "bench.json").read_text())  # the conditional cpu preset, measured
-    assert [r["loop"] for r in bench["training"]] == ["seed (PIL + DataLoader, eager fp32)", "repo: base",
-                                                      "repo: bf16", "repo: compile"]
+    assert [r["loop"] for r in bench["training"]] == ["seed (PIL + DataLoader, eager fp32)", "repo: base"]
     assert bench["peak_gflops"] > 0 and bench["gflop_per_step"] > 0 and bench["training"][0]["vs_seed"] == 1
     assert all(r["images_per_s"] > 0 and r["peak_fraction"] > 0 for r in bench["training"])
     assert [r["sampler"] for r in bench["sampling"]] == ["dpm-10"]
@@ -193,7 +195,8 @@ def test_bad_input_is_one_sentence(script, args, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
 
 
-@pytest.mark.parametrize("name", ["train", "generate", "evaluate", "visualize", "app", "bench", "recipes"])
+@pytest.mark.parametrize("name", ["train", "generate", "evaluate", "visualize", "app", "bench", "recipes",
+                                  "tileset"])
 def test_help_and_option_errors_answer_in_under_a_second(name):
     """Options are parsed before torch is imported: a typo costs no start-up."""
     for argv, code in ((["--help"], 0), (["--no_such_option=1"], 2)):
