@@ -111,7 +111,6 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
     monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
     threads = torch.get_num_threads()
     commands = documented_commands()
-    # app.py serves until stopped: tests/test_app.py runs it
     # app.py serves until stopped: tests/test_app.py runs it; tileset.py's lines need the shipped
     # terrain model at full size: tests/test_tileset.py runs it
     assert {s for s, _ in commands} == set(SCRIPTS) - {"app", "tileset"} and len(commands) >= 30
