@@ -182,7 +182,7 @@ def test_visualize_writes_panels(smoke_run, tmp_path, capsys):
     ("generate", ["--strength=0.5"], "--strength works on a sprite: give it one with --init"),
     ("generate", ["--palette=/no/such.hex"], "palette file /no/such.hex does not exist"),
     ("evaluate", ["--sampler_sweep=dpm-ten"], "is not SAMPLER or SAMPLER-STEPS"),
-    ("visualize", ["--model=/tmp"], "is not a run or model folder"),
+    ("visualize", ["--model=/usr/share"], "is not a run or model folder"),
     ("visualize", ["--untrained", "--t=5000"], "timesteps must be in 0..999"),
     ("bench", ["--variants=turbo", "--quick"], "unknown variant 'turbo'"),
     ("recipes", ["--candidates=nope"], "pick from"),

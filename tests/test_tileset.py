@@ -118,9 +118,10 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(run, args, message, re
     assert last.startswith("error: ") and message in last and not out.exists()
 
 
-def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp_path):
+def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp_path, monkeypatch):
     import app
     from model import load_model
+    monkeypatch.setattr(autotile, "CANDIDATES", 1)  # the page's path, not the choice of textures
     m = load_model(tile_run)
     ids = lambda page: {b.elem_id for b in page.blocks.values() if getattr(b, "elem_id", None)}  # noqa: E731
     assert "make-tileset" in ids(app.build_page(m, tmp_path))
