@@ -70,27 +70,27 @@ def test_batches_cover_each_epoch_once(tiny_cfg):
     assert torch.equal(torch.cat(two), stream[:30])  # two processes split the same stream
 
 
-def test_resume_reproduces_the_losses_exactly(tmp_path):
-    assert train.main(smoke_argv(tmp_path, "whole")) == 0
+def test_resume_reproduces_the_losses_exactly(tmp_path, smoke_run):
+    """smoke_run is the unbroken run of the same config (6 steps)."""
     assert train.main(smoke_argv(tmp_path, "split", "--max_steps=3")) == 0
     assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=split", "--max_steps=6"]) == 0
-    whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    whole, split = losses(smoke_run), losses(tmp_path / "split")
     assert len(whole) == 6 and whole == split
-    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True) for r in ("whole", "split"))
+    a, b = (torch.load(r / "checkpoint.pt", weights_only=True) for r in (smoke_run, tmp_path / "split"))
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
 
 
-def test_time_budget_stops_exports_and_resumes(tmp_path):
+def test_time_budget_stops_exports_and_resumes(tmp_path, smoke_run):
     """--max_minutes stops at the first check past the budget (here: after step 1), exports the
-    model and records the training time; the run then resumes to the same losses as an unbroken one."""
-    assert train.main(smoke_argv(tmp_path, "whole")) == 0
+    model and records the training time; the run then resumes to the same losses as an unbroken one
+    (smoke_run)."""
     assert train.main(smoke_argv(tmp_path, "timed", "--max_minutes=1e-7")) == 0
     ckpt = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 1 and ckpt["seconds"] > 0
     assert (tmp_path / "timed" / "model" / "pixelart.json").is_file()
     assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=timed"]) == 2  # no time left
     assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=timed", "--max_minutes=0"]) == 0
-    assert losses(tmp_path / "timed") == losses(tmp_path / "whole")
+    assert losses(tmp_path / "timed") == losses(smoke_run)
     later = torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)
     assert later["step"] == 6 and later["seconds"] > ckpt["seconds"]
 
