@@ -204,3 +204,15 @@ def test_help_and_option_errors_answer_in_under_a_second(name):
     assert "torch" not in subprocess.run(
         [sys.executable, "-c", f"import sys; sys.argv = ['x']; import {name}; print(*sys.modules)"],
         cwd=ROOT, capture_output=True, text=True).stdout.split()
+
+
+def test_no_script_imports_another_script():
+    """Scripts are thin command lines over library modules (dataset.py and palette.py are libraries
+    that also answer on the command line)."""
+    import ast
+    scripts = set(SCRIPTS) - {"dataset", "palette"}
+    for path in ROOT.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not names & scripts, f"{path.name} imports {names & scripts}"
