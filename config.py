@@ -184,7 +184,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                  lr=1e-3, warmup_steps=100, ema_decay=0.998, max_steps=4000, ckpt_every=250,
                  num_samples=0)),
     "gpu": ("a larger prompt model for a GPU, not yet measured on one (bench.py --gpu_check measures "
-            "it): 14.7M UNet, batch 256 with lr 2e-3, bf16 autocast, compiled with CUDA graphs",
+            "it): 18.0M text UNet, batch 256 with lr 2e-3, bf16 autocast, compiled with CUDA graphs",
             dict(_CPU, channels=4, condition="text", attention_head_dim=32, recolour=3, data_dir=DATA_ALL,
                  held_out="data/heldout.txt", block_out_channels=(64, 128, 256), layers_per_block=2,
                  batch_size=256, lr=2e-3, warmup_steps=200, ema_decay=0.999, max_steps=100000,
