@@ -96,10 +96,10 @@ def terrain_mask(kind: str, tile: tuple, size: int, rng: np.random.Generator) ->
     noise = F.interpolate(torch.from_numpy(rng.normal(0, 0.12, (1, 1, 4, 4))).float(), size=(size, size),
                           mode="bicubic", align_corners=True)[0, 0]
     mask = (field + noise).numpy() > 0.5
-    for rows, cols, value in ((slice(0, k), slice(k, size - k), top), (slice(size - k, size), slice(k, size - k), bottom),
-                              (slice(k, size - k), slice(0, k), left), (slice(k, size - k), slice(size - k, size), right),
-                              (slice(0, k), slice(0, k), tl), (slice(0, k), slice(size - k, size), tr),
-                              (slice(size - k, size), slice(0, k), bl), (slice(size - k, size), slice(size - k, size), br)):
+    near, middle, far = slice(0, k), slice(k, size - k), slice(size - k, size)  # along each side
+    for rows, cols, value in ((near, middle, top), (far, middle, bottom), (middle, near, left),
+                              (middle, far, right), (near, near, tl), (near, far, tr), (far, near, bl),
+                              (far, far, br)):
         mask[rows, cols] = value == 1
     return mask
 

@@ -302,10 +302,10 @@ def gpu_check(opts: BenchOptions, data_dir: str) -> None:
     small = dict(data_dir=data_dir) if opts.quick else {}
     base = preset("smoke" if opts.quick else "seed", **small)
     batches = (2, 4) if opts.quick else CHECK_BATCHES
+    variants = ("base",) if opts.quick else ("base", "bf16", "compile")
     with contextlib.redirect_stdout(io.StringIO()):
         at16 = run_bench(dataclasses.replace(base, run=dataclasses.replace(base.run, batch_size=batches[0])),
-                         dataclasses.replace(opts, variants=("base",) if opts.quick else ("base", "bf16", "compile"),
-                                             batch_sweep=batches, samplers=("dpm",)))
+                         dataclasses.replace(opts, variants=variants, batch_sweep=batches, samplers=("dpm",)))
     best = max(at16["batches"], key=lambda r: r["images_per_s"])["batch_size"]
     (out / "bench.json").write_text(json.dumps(at16, indent=2) + "\n")
     log(f"bench on {at16['device']} (torch {at16['torch']}): " + "; ".join(
