@@ -69,8 +69,8 @@ MY_SPRITES = ["--data_dir=path/to/my/sprites"]
 SMOKE = {  # appended to each documented command: the same command at smoke size, on a few sprites
     "train": SMOKE_MODEL + MY_SPRITES + ["--max_steps=2", "--batch_size=4", "--num_samples=2",
                                          "--sample_every=0"],
-    "generate": ["--num_images=2", "--steps=2"],
-    "evaluate": ["--num_samples=6", "--per_class=1", "--steps=2", "--data_dir=path/to/my/sprites"],
+    "generate": ["--num_images=2", "--steps=1"],
+    "evaluate": ["--num_samples=6", "--per_class=1", "--steps=1", "--data_dir=path/to/my/sprites"],
     "bench": SMOKE_MODEL + MY_SPRITES + ["--quick", "--timed_steps=1", "--batch_size=2",
                                          "--samplers=dpm", "--variants=base"],  # others: test_speed_paths
     "recipes": ["--minutes=1e-7", "--num_samples=2", "--threads=2"],
