@@ -255,8 +255,8 @@ def make_tileset(m, out_root: Path, a: str, b: str, seed: float) -> tuple[list, 
     picture = autotile.render(sets["corner"], cells)
     folder = out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"
     written = autotile.write(sets, req, cells, picture, folder)
-    shown = [(Image.open(p).resize((Image.open(p).width * 2, Image.open(p).height * 2), Image.NEAREST),
-              p.name) for p in written if p.suffix == ".png"]
+    pictures = [(Image.open(p), p.name) for p in written if p.suffix == ".png"]
+    shown = [(img.resize((img.width * 2, img.height * 2), Image.NEAREST), name) for img, name in pictures]
     size = picture.shape[-1] // 12
     status = (f"{len(sets['corner'])} corner and {len(sets['blob'])} blob tiles in "
               f"{time.perf_counter() - t0:.0f} s; the map's seam ratio "

@@ -152,7 +152,18 @@ def textures(m: Loaded, req: TilesetRequest) -> torch.Tensor:
     return drawn[torch.arange(2), score.argmax(1)]
 
 
+_PROBES: dict = {}  # (model, terrain a, terrain b) -> its probe: textures() and the fidelity share it
+
+
 def terrain_probe(m: Loaded, req: TilesetRequest):
+    """terrain_probe_for, built once per model and pair of terrains in a process."""
+    key = (str(m.source), req.a, req.b)
+    if key not in _PROBES:
+        _PROBES[key] = terrain_probe_for(m, req)
+    return _PROBES[key]
+
+
+def terrain_probe_for(m: Loaded, req: TilesetRequest):
     """A function from quadrants (quadrants()) to the probabilities of terrain a and b: a linear
     probe (metrics.probe_for) on Lite0 features of as many quadrants of each one's training tiles (the
     rarer terrain's every quadrant, PROBE_QUADRANTS at most); its held-out accuracy is its attribute

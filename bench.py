@@ -33,10 +33,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import config as config_mod
-from config import SAMPLER_STEPS, Config, UserError, option, script
+from config import GUIDANCE, SAMPLER_STEPS, Config, UserError, option, script
 
 VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
             "threads1": {"threads": 1}, "attn_head32": {"attention_head_dim": 32}}
@@ -368,8 +369,8 @@ def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opt
         labelled_grid(images[:64], [None], 0, 2).save(out / f"{name}.png")
     else:
         import tables
-        o = type("O", (), dict(seed=0, sampler="dpm", steps=2 if opts.quick else 0, guidance=3.0,
-                               palette="data", num_samples=6 if opts.quick else 0))()
+        o = SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0, guidance=GUIDANCE,
+                            palette="data", num_samples=6 if opts.quick else 0)
         report = tables.held_out_test(m, o, held_out, cfg.run.data_dir if opts.quick else "data/dcss_items")
         images = report.pop("unseen_images")
         labelled_grid(images, report["unseen"]["prompts"], len(images) // len(report["unseen"]["prompts"]),

@@ -266,12 +266,8 @@ def load_folder(data_dir: str, spec: ModelSpec, log=print, exclude: set[Path] = 
 def hue_turned(images: torch.Tensor, degrees: float) -> torch.Tensor:
     """uint8 N,C,H,W with their hue turned by `degrees` (HSV; saturation, value and alpha kept):
     greys stay grey, red becomes another colour of the same lightness."""
-    rgb = images[:, :3].float() / 255
-    v, lo = rgb.max(1).values, rgb.min(1).values
-    delta = v - lo
-    r, g, b = rgb.unbind(1)
-    safe = delta.clamp(min=1e-6)
-    h = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    from palette import hue_sextants
+    h, v, delta = hue_sextants(images[:, :3].float() / 255, dim=1)
     h = (h + degrees / 60) % 6
     k = torch.stack([(5 + h) % 6, (3 + h) % 6, (1 + h) % 6], 1)  # HSV -> RGB by the k-formula
     out = v[:, None] - delta[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))

@@ -109,6 +109,14 @@ def held_out(o: EvalOptions) -> dict:
     return {**r, "model": str(m.source), "options": dataclasses.asdict(o)}
 
 
+def nearest(samples, data, o: EvalOptions) -> None:
+    """--nearest: each sample beside its nearest data image."""
+    if o.nearest:
+        from metrics import nearest_sheet
+        nearest_sheet(samples, data, Path(o.nearest))
+        print(f"wrote {o.nearest}")
+
+
 @script
 def main(argv: list[str]) -> None:
     o = EvalOptions()
@@ -122,13 +130,14 @@ def main(argv: list[str]) -> None:
         raise UserError(f"--num_samples must be >= 0 and --per_class >= 1 (got {o.num_samples}, "
                         f"{o.per_class})")
     import tables
-    from metrics import features, nearest_sheet, score
+    from metrics import features, score
     if o.samples:
         from dataset import load_folder
         data = load_folder(o.data_dir or "data/dcss_items", ModelSpec(), log=lambda _: None)
         samples = load_folder(o.samples, ModelSpec(image_size=data.images.shape[-1]), log=print).images
         report = {**score(samples, data.images), "options": dataclasses.asdict(o)}
         tables.print_report(report)
+        nearest(samples, data.images, o)
     elif o.held_out:
         report = held_out(o)
     elif o.seam_table:
@@ -152,9 +161,7 @@ def main(argv: list[str]) -> None:
         samples, labels = tables.samples_and_data(m, data, o)
         report = {**score(samples, data.images, labels=labels), "options": dataclasses.asdict(o)}
         tables.print_report(report)
-    if o.nearest and "samples" in report and isinstance(report["samples"], dict):
-        nearest_sheet(samples, data.images, Path(o.nearest))
-        print(f"wrote {o.nearest}")
+        nearest(samples, data.images, o)
     if o.json:
         Path(o.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {o.json}")

@@ -109,18 +109,23 @@ COLOUR_NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "g
                 "purple", "pink")
 
 
+def hue_sextants(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hue in sixths of a turn, in [0, 6); value; max - min) of float RGB in [0, 1] along `dim`."""
+    v, lo = x.max(dim).values, x.min(dim).values
+    r, g, b = x.unbind(dim)
+    delta = v - lo
+    safe = delta.clamp(min=1e-6)
+    hue = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    return hue, v, delta
+
+
 def name_colours(rgb: torch.Tensor) -> torch.Tensor:
     """The name (an index into COLOUR_NAMES) of each uint8 colour (..., 3), by one fixed rule on hue,
     saturation and value: value under 0.2 is black; saturation under 0.2 is grey, or white above
     value 0.8; otherwise the hue decides (red under 15 or from 345 degrees, orange to 45 (brown when
     value is under 0.6), yellow to 70, green to 165, cyan to 200, blue to 260, purple to 320, pink)."""
-    x = rgb.float() / 255
-    v, lo = x.max(-1).values, x.min(-1).values
-    s = (v - lo) / v.clamp(min=1e-6)
-    r, g, b = x.unbind(-1)
-    delta = (v - lo).clamp(min=1e-6)
-    hue = torch.where(v == r, ((g - b) / delta) % 6, torch.where(v == g, (b - r) / delta + 2,
-                                                                (r - g) / delta + 4)) * 60
+    sextant, v, delta = hue_sextants(rgb.float() / 255)
+    s, hue = delta / v.clamp(min=1e-6), sextant * 60
     bounds = torch.tensor([15.0, 45, 70, 165, 200, 260, 320, 345])
     by_hue = torch.tensor([4, 5, 6, 7, 8, 9, 10, 11, 4])[torch.bucketize(hue, bounds, right=True)]
     by_hue = torch.where((by_hue == 5) & (v < 0.6), 3, by_hue)

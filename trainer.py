@@ -36,7 +36,7 @@ from devices import choose_device, compiled, configure
 from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
-from palette import extract, save_hex
+from palette import extract, load_palette, save_hex
 from sampling import SampleRequest, sample
 
 
@@ -233,7 +233,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     model_dir = folder / "model"
     if main:
         try:
-            objective.export(ema.model, data, extract(data.images), model_dir)
+            objective.export(ema.model, data, load_palette(folder / "palette.hex"), model_dir)
         except OSError as e:
             raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
                             "checkpoint is kept: free some space and run train.py --resume") from None
@@ -257,9 +257,11 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
         folder.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, folder / "config.json")
         save_hex(extract(data.images), folder / "palette.hex")
-        objective.condition.labels(data, cache)
-    acc.wait_for_everyone()
-    labels = objective.condition.labels(data, cache).to(acc.device)
+        labels = objective.condition.labels(data, cache)
+    acc.wait_for_everyone()  # the other processes read the main one's cache
+    if not acc.is_main_process:
+        labels = objective.condition.labels(data, cache)
+    labels = labels.to(acc.device)
     objective.condition.to(acc.device)
     return cfg, data, objective, labels, objective.inputs(data.images.to(acc.device))
 
