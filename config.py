@@ -84,7 +84,9 @@ class ModelSpec:
     latent: str = option("", "latent diffusion: a trained autoencoder (a --backbone=vae run); the model "
                              "learns its latents, sampling decodes them")
     condition: str = option("none", "what a sprite is asked for by: none | class (its first-level "
-                                    "folder) | text (its caption, through a frozen text encoder)")
+                                    "folder) | text (its caption, through a frozen text encoder) | "
+                                    "character (a frame of an LPC walk cycle from the standing frame "
+                                    "and the caption: animate.py)")
     text_inputs: str = option("both", "condition=text: how the text enters: cross (cross-attention on "
                                       "its token embeddings) | pooled (its sentence vector added to "
                                       "the time embedding) | both; a DiT takes cross only")
@@ -99,6 +101,8 @@ class RunSpec:
     data_dir: str = option("data/dcss_items", "folder of sprites (recursive; several: comma-separated); "
                                               "the class of an image is its first-level subfolder, "
                                               "its caption is in metadata.jsonl")
+    characters: int = option(1500, "condition=character: characters composed from the LPC layers "
+                                   "in data_dir (36 walk frames each)")
     held_out: str = option("", "a file listing images never to train on (data/heldout.txt: the held-out "
                                "test of evaluate.py --held_out)")
     recolour: int = option(0, "recoloured copies of each sprite, hue turned in equal steps, their "
@@ -189,6 +193,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                  held_out="data/heldout.txt", block_out_channels=(64, 128, 256), layers_per_block=2,
                  batch_size=256, lr=2e-3, warmup_steps=200, ema_decay=0.999, max_steps=100000,
                  ckpt_every=1000, sample_every=2000, mixed_precision="bf16", compile=True)),
+    "character": ("the walk-cycle model of animate.py: a 5.8M UNet on 64x64 RGBA LPC frames, the "
+                  "standing frame as 4 more input channels, the frame as a class, the caption by "
+                  "cross-attention; bf16; data_dir: a clone of Universal-LPC-spritesheet",
+                  dict(_CPU, channels=4, condition="character", image_size=64, attention_head_dim=32,
+                       block_out_channels=(32, 64, 128, 128),
+                       down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                       data_dir="Universal-LPC-spritesheet", flip_p=0.0, mixed_precision="bf16",
+                       num_samples=36, max_steps=20000)),
     "smoke": ("seconds on a CPU: a 0.18M UNet and 6 steps, for tests and a first look",
               dict(block_out_channels=(16, 32), layers_per_block=1,
                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), norm_num_groups=8,
@@ -227,7 +239,7 @@ def downsampling(spec: ModelSpec) -> int:
 
 CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
            "prediction_type": ("epsilon", "v_prediction", "sample"), "mixed_precision": ("no", "bf16", "fp16"),
-           "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text"),
+           "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text", "character"),
            "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}
 
 
@@ -247,6 +259,8 @@ def validate(cfg: Config) -> None:
         need(getattr(r, key) >= 0, f"{key} must be >= 0, got {getattr(r, key)}")
     for key in ("flip_p", "cond_dropout", "ema_decay"):
         need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")
+    need(cfg.model.condition != "character" or (r.flip_p, r.recolour) == (0, 0),
+         "a character model's frames keep their direction: --flip_p=0 --recolour=0")
     for key in ("mixed_precision", "device"):
         need(getattr(r, key) in CHOICES[key], f"{key} must be one of {', '.join(CHOICES[key])}; "
                                               f"got {getattr(r, key)!r}")
@@ -268,6 +282,9 @@ def validate_model(s: ModelSpec) -> None:
          f"dit_width {s.dit_width} is not a multiple of attention_head_dim {s.attention_head_dim}")
     need(s.backbone != "dit" or s.condition != "text" or s.text_inputs == "cross",
          "a DiT takes text through cross-attention only: add --text_inputs=cross")
+    need(s.condition != "character" or (s.backbone, s.channels, s.latent) == ("unet", 4, ""),
+         "a character model (condition=character) is an RGBA pixel UNet: --backbone=unet --channels=4, "
+         "no --latent")
     need(not (s.backbone == "vae" and s.latent), "an autoencoder (backbone=vae) works on pixels: "
                                                  "drop --latent")
     need(s.backbone != "vae" or s.condition == "none", "an autoencoder (backbone=vae) takes no "

@@ -45,6 +45,8 @@ class PixelData:
     captions: list[str]  # from metadata.jsonl; an image without one has its class name
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things done to some images (padding, resizing)
+    references: torch.Tensor | None = None  # character data: uint8 the standing frame of each character
+    ref_index: torch.Tensor | None = None  # character data: the reference of each image
 
 
 def data_dirs(data_dir: str) -> list[Path]:

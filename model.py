@@ -13,6 +13,7 @@ num_classes) used for unconditional sampling and classifier-free guidance (condi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ def build(spec: ModelSpec, num_classes: int = 0) -> torch.nn.Module:
     channels, size = denoiser_shape(spec)
     if spec.backbone == "dit":
         return build_dit(spec, num_classes, channels, size)
+    if spec.condition == "character":
+        return build_character_unet(spec, num_classes, channels, size)
     if spec.condition == "text":
         return build_text_unet(spec, channels, size)
     return UNet2DModel(
@@ -49,6 +52,25 @@ def build(spec: ModelSpec, num_classes: int = 0) -> torch.nn.Module:
         attention_head_dim=spec.attention_head_dim, norm_num_groups=spec.norm_num_groups,
         num_class_embeds=num_classes + 1 if spec.condition == "class" else None,
     )
+
+
+class ReferenceUNet(UNet2DConditionModel):
+    """The text UNet with a reference image as extra input channels: unet(x, t, ..., reference=r)
+    sees x and r side by side (r: the character's standing frame, conditioning.py)."""
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, encoder_attention_mask=None,
+                class_labels=None, reference=None, return_dict=True):
+        return super().forward(torch.cat([sample, reference.to(sample.dtype)], 1), timestep,
+                               encoder_hidden_states, class_labels=class_labels,
+                               encoder_attention_mask=encoder_attention_mask, return_dict=return_dict)
+
+
+def build_character_unet(spec: ModelSpec, num_frames: int, channels: int, size: int) -> ReferenceUNet:
+    """A character model: the text UNet (cross-attention to the caption) whose input is the noisy
+    frame beside the reference frame, with one class embedding per frame of the walk cycle."""
+    unet = build_text_unet(dataclasses.replace(spec, text_inputs="cross"), channels, size)
+    config = {**unet.config, "in_channels": 2 * channels, "num_class_embeds": num_frames}
+    return ReferenceUNet.from_config({k: v for k, v in config.items() if not k.startswith("_")})
 
 
 def build_text_unet(spec: ModelSpec, channels: int, size: int) -> UNet2DConditionModel:
@@ -202,7 +224,7 @@ def save_denoiser(net: torch.nn.Module, scheduler: DDPMScheduler, path: Path) ->
     a UNet's export; a DiT is saved as the stock diffusers class it wraps, so diffusers alone loads it."""
     path = Path(path)
     DDPMPipeline(unet=net, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
-    if isinstance(net, (DiT, TextDiT)):
+    if isinstance(net, (DiT, TextDiT, ReferenceUNet)):
         stock = type(net).__bases__[0].__name__
         for file, key in ((path / "model_index.json", "unet"), (path / "unet" / "config.json", None)):
             conf = json.loads(file.read_text())
@@ -250,9 +272,10 @@ def _read_folder_extras(folder: Path) -> tuple[torch.Tensor | None, list[str]]:
     return palette, captions
 
 
-# the denoiser's class by (backbone, takes text)
-DENOISERS = {("unet", False): UNet2DModel, ("unet", True): UNet2DConditionModel, ("dit", False): DiT,
-             ("dit", True): TextDiT}
+# the denoiser's class by (backbone, condition)
+DENOISERS = {("unet", "none"): UNet2DModel, ("unet", "class"): UNet2DModel,
+             ("unet", "text"): UNet2DConditionModel, ("unet", "character"): ReferenceUNet,
+             ("dit", "none"): DiT, ("dit", "class"): DiT, ("dit", "text"): TextDiT}
 
 
 def _check_denoiser(spec: ModelSpec, path: Path) -> None:
@@ -267,7 +290,7 @@ def _load_export(path: Path) -> Loaded:
     spec = config_mod.model_from_dict(config_mod.split(config_mod.from_legacy(meta["config"]))[0]
                                       if "config" in meta else meta["model"])
     _check_denoiser(spec, path)
-    net = DENOISERS[spec.backbone, spec.condition == "text"].from_pretrained(path / "unet",
+    net = DENOISERS[spec.backbone, spec.condition].from_pretrained(path / "unet",
                                                                              use_safetensors=True)
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
     vae = load_vae(path) if (path / "vae").is_dir() else None

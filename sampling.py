@@ -84,7 +84,7 @@ def sample(net, scheduler: DDPMScheduler, req: SampleRequest, vae=None) -> torch
     are the same on every device."""
     solver = make_sampler(scheduler, req.sampler, req.steps)
     device = next(net.parameters()).device
-    size, ch = net.config.sample_size, net.config.in_channels
+    size, ch = net.config.sample_size, net.config.out_channels
     g = torch.Generator().manual_seed(req.seed)
     x = (torch.randn((req.n, ch, size, size), generator=g) * solver.init_noise_sigma).to(device)
     cond, null = _on(req.cond, device), _on(req.null, device)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import config as config_mod
+from characters import training_data
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
 from devices import choose_device, compiled, configure
@@ -248,8 +249,11 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     network learns, on the device). Every image is decoded once; the main process writes the run's
     config, the data's palette and a text model's embeddings of its captions (cached), once."""
     run = cfg.run
-    data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
-                      run.recolour)
+    if cfg.model.condition == "character":
+        data = training_data(run.data_dir, run.characters, run.seed, log)
+    else:
+        data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
+                          run.recolour)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
     objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
     cache = folder / "text.pt"
