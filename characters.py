@@ -211,13 +211,19 @@ class Layers:
         if split == "combo":
             train_rng = random.Random(f"train-{seed}")
             seen = {self.draw(train_rng, False).layers for _ in range(10_000)}
+        if split == "layer" and not any(map(self.is_held_out, self.all_layers())):
+            raise UserError(f"no layer of {self.root} is held out ({HELD_OUT}): the layer split is empty")
         out: list[Character] = []
-        while len(out) < n:
+        for _ in range(1000 * n):
+            if len(out) == n:
+                return out
             c = self.draw(rng, split == "layer" if split != "combo" else False)
-            if c.layers not in seen:
+            if split != "combo" or c.layers not in seen:
                 out.append(c)
-                seen.add(c.layers) if split != "combo" else None
-        return out
+        raise UserError(f"{self.root} has too few layers for {n} {split} characters (found {len(out)})")
+
+    def all_layers(self) -> list[str]:
+        return [p for o in self.options.values() for pool in o.values() for p in pool]
 
     @functools.lru_cache(maxsize=512)
     def _walk_rows(self, path: str) -> np.ndarray:

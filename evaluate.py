@@ -15,6 +15,9 @@ Usage:
 The held-out test, on sprites the model never trained on (the shipped model's is data/heldout.txt):
     python evaluate.py --model=pretrained --held_out=data/heldout.txt --json=heldout.json
 
+The character test: walk cycles of held-out LPC characters (data/lpc_heldout.txt) against the truth:
+    python evaluate.py --model=pretrained/characters --walk_test=Universal-LPC-spritesheet --num_samples=20
+
 Samples are made as generate.py makes them (same defaults: DPM-Solver++ 10 steps, guidance 3, the
 model's default conditions, colours snapped to the data's palette); --palette=none scores the raw
 colours.
@@ -36,6 +39,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+
+import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +55,10 @@ class EvalOptions(SamplingOptions):
                                "prompts no caption holds, diversity within a prompt, class names")
     unseen_picture: str = option("outputs/unseen.png", "with --held_out: the unseen prompts' sprites, "
                                                        "a row each")
+    walk_test: str = option("", "the character test of a character model: num_samples (default 20) "
+                                "characters of each held-out split composed from this LPC folder; "
+                                "silhouette IoU and colour against the truth, beside baselines")
+    walk_picture: str = option("outputs/walks.png", "with --walk_test: drawn sheets over true ones")
     data_dir: str = option("", "reference data; default: the model's training data (with --samples "
                                "and --held_out: data/dcss_items, the yardstick)")
     num_samples: int = option(0, "samples to score; 0: as many as the data has images")
@@ -109,6 +118,35 @@ def held_out(o: EvalOptions) -> dict:
     return {**r, "model": str(m.source), "options": dataclasses.asdict(o)}
 
 
+def walk_test(o: EvalOptions) -> dict:
+    """The character test, printed, with a picture of drawn sheets over the true ones."""
+    import tables
+    import torch
+    from animation import check_model
+    from characters import sheet_of
+    from dataset import to_pil, upscale
+    from model import load_model
+    m = load_model(o.model)
+    check_model(m)
+    print(f"model: {m.source} ({m.why})")
+    r = tables.walk_test(m, o, o.walk_test, o.num_samples or 20)
+    drawn, truth = r.pop("example")
+    for split, name in (("combo", "unseen combinations"), ("layer", "unseen layers")):
+        s = r[split]
+        print(f"{name} ({s['characters']} characters, {s['seconds_per_sheet']:.1f} s a sheet):")
+        for what in ("model", "copy", "mirror"):
+            x = s[what]
+            rows = ", ".join(f"{d} {v:.2f}" for d, v in zip(("up", "left", "down", "right"), x["iou_by_row"]))
+            print(f"  {what:6s} silhouette IoU {x['iou']:.3f} ({rows}), colour within 24 {x['colour']:.1%}, "
+                  f"consecutive-frame IoU {x['consecutive_iou']:.3f} (truth {x['consecutive_iou_truth']:.3f})")
+    if o.walk_picture:
+        pairs = [sheet_of(w.permute(0, 1, 3, 4, 2).numpy()) for pair in zip(drawn, truth) for w in pair]
+        Path(o.walk_picture).parent.mkdir(parents=True, exist_ok=True)
+        upscale(to_pil(torch.from_numpy(np.concatenate(pairs, 0)).permute(2, 0, 1)), 2).save(o.walk_picture)
+        print(f"wrote {o.walk_picture} (each drawn sheet above its truth)")
+    return {**r, "model": str(m.source), "options": dataclasses.asdict(o)}
+
+
 def nearest(samples, data, o: EvalOptions) -> None:
     """--nearest: each sample beside its nearest data image."""
     if o.nearest:
@@ -140,6 +178,8 @@ def main(argv: list[str]) -> None:
         nearest(samples, data.images, o)
     elif o.held_out:
         report = held_out(o)
+    elif o.walk_test:
+        report = walk_test(o)
     elif o.seam_table:
         from model import load_model
         report = {"seams": tables.seam_table(load_model(o.model), o, o.seam_picture)}

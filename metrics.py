@@ -301,3 +301,29 @@ def seam_ratio(images: torch.Tensor) -> float:
     inside = torch.cat([(x[..., 1:] - x[..., :-1]).flatten(), (x[..., 1:, :] - x[..., :-1, :]).flatten()])
     wrap = torch.cat([(x[..., 0] - x[..., -1]).flatten(), (x[..., 0, :] - x[..., -1, :]).flatten()])
     return (wrap.abs().mean() / inside.abs().mean()).item()
+
+
+# ----------------------------------------------------------------------------- walk cycles
+
+def walk_scores(generated: torch.Tensor, truth: torch.Tensor, skip: tuple[int, int], tolerance: int = 24
+                ) -> dict:
+    """Drawn walk cycles against their exact truth, both uint8 N x rows x frames x 4 x H x W, leaving
+    out frame `skip` (row, frame: the input): silhouette IoU (alpha > 127) per row and in all; the
+    share of the truth's opaque pixels drawn opaque within `tolerance` of its colour in every
+    channel; and the IoU of each frame with the next in its row (the drawn frames' and the truth's:
+    a flickering walk falls below the truth's, a frozen one rises above it)."""
+    g, t = generated[..., 3, :, :] > 127, truth[..., 3, :, :] > 127
+    keep = torch.ones(generated.shape[1:3], dtype=torch.bool)
+    keep[skip] = False
+
+    def iou(a, b):
+        return (a & b).sum((-1, -2)).float() / (a | b).sum((-1, -2)).clamp(min=1).float()
+
+    close = (generated[..., :3, :, :].int() - truth[..., :3, :, :].int()).abs().amax(-3) <= tolerance
+    colour = (close & g & t).sum((-1, -2)).float() / t.sum((-1, -2)).clamp(min=1).float()
+    per_frame = iou(g, t)
+    rows = per_frame.mean(0)  # rows x frames
+    steps = lambda m: iou(m, m.roll(-1, 2)).mean().item()
+    return {"iou": per_frame[:, keep].mean().item(), "colour": colour[:, keep].mean().item(),
+            "iou_by_row": [rows[r][keep[r]].mean().item() for r in range(rows.shape[0])],
+            "consecutive_iou": steps(g), "consecutive_iou_truth": steps(t)}

@@ -352,3 +352,34 @@ def prompt_diversity(m: Loaded, o, prompts: list[str], classes: list[str], data:
              for c in set(classes)}
     within = {c: spread(f_data[data.labels == data.classes.index(c)]) for c in count if count[c] > 1}
     return float(np.mean([spread(x) / within[c] for x, c in zip(f, classes) if c in within]))
+
+
+def walk_test(m: Loaded, o, lpc_dir: str, n: int) -> dict:
+    """The character test: n held-out characters of each split (unseen combinations of training
+    layers; characters wearing a held-out layer), each walk drawn from its true standing frame as
+    animate.py --init draws it, scored against the exact truth beside two baselines: the standing
+    frame copied to every frame, and the side rows mirrored from each other's truth."""
+    from animation import WalkRequest, walk_cycle
+    from characters import DIRECTIONS, DOWN, Layers
+    from metrics import walk_scores
+    lib = Layers(lpc_dir)
+    left, right = DIRECTIONS.index("left"), DIRECTIONS.index("right")
+    report = {}
+    for split in ("combo", "layer"):
+        chars = lib.characters(split, n, seed=0)
+        truth = torch.from_numpy(np.stack([lib.walk(c) for c in chars])).permute(0, 1, 2, 5, 3, 4)
+        start = time.perf_counter()
+        drawn = torch.stack([walk_cycle(m, WalkRequest(reference=t[DOWN, 0], seed=o.seed + i,
+                                                       sampler=o.sampler, steps=o.steps))
+                             for i, t in enumerate(truth)])
+        seconds = (time.perf_counter() - start) / n
+        copy = truth[:, DOWN, 0][:, None, None].expand_as(truth)
+        mirror = copy.clone()
+        mirror[:, left], mirror[:, right] = truth[:, right].flip(-1), truth[:, left].flip(-1)
+        report[split] = {"characters": n, "seconds_per_sheet": seconds,
+                         "model": walk_scores(drawn, truth, (DOWN, 0)),
+                         "copy": walk_scores(copy, truth, (DOWN, 0)),
+                         "mirror": walk_scores(mirror, truth, (DOWN, 0))}
+        if split == "combo":
+            report["example"] = (drawn[:4], truth[:4])
+    return report
