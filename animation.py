@@ -93,15 +93,15 @@ def colours_of(sprite: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the input sprite
 
-def read_reference(path: str | Path, log=print) -> torch.Tensor:
+def read_reference(path: str | Path, log=print, what: str = "--init") -> torch.Tensor:
     """A standing frame facing down as uint8 4 x 64 x 64, from a PNG (or GIF, WebP) with
     transparency: smaller sprites are centred on a transparent 64 x 64 canvas and a whole LPC sheet
     gives its standing frame facing down, each said in one line; anything else is refused in one."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--init {path} does not exist")
+        raise UserError(f"{what} {path} does not exist")
     if path.stat().st_size == 0:
-        raise UserError(f"--init {path} is an empty file")
+        raise UserError(f"{what} {path} is an empty file")
     try:
         with Image.open(path) as im:
             fmt = im.format
@@ -110,9 +110,9 @@ def read_reference(path: str | Path, log=print) -> torch.Tensor:
             rgba = im.convert("RGBA")
             alpha_kept = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
     except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"--init {path} is not an image PIL can read ({e})") from None
+        raise UserError(f"{what} {path} is not an image PIL can read ({e})") from None
     if fmt == "JPEG":
-        raise UserError(f"--init {path} is a JPEG, which holds no transparency: a character model needs "
+        raise UserError(f"{what} {path} is a JPEG, which holds no transparency: a character model needs "
                         "the sprite's outline, so give a PNG with a transparent background")
     w, h = rgba.size
     if (w, h) == SHEET:
@@ -120,7 +120,7 @@ def read_reference(path: str | Path, log=print) -> torch.Tensor:
         rgba = rgba.crop((0, row * FRAME, FRAME, (row + 1) * FRAME))
         log(f"{path} is a whole LPC sheet: took its standing frame facing down (row {row}, frame 0)")
     elif w > FRAME or h > FRAME:
-        raise UserError(f"--init {path} is {w}x{h}, larger than the model's {FRAME}x{FRAME} frame: give "
+        raise UserError(f"{what} {path} is {w}x{h}, larger than the model's {FRAME}x{FRAME} frame: give "
                         "one frame (the character standing, facing down) or a whole LPC sheet")
     elif (w, h) != (FRAME, FRAME):
         canvas = Image.new("RGBA", (FRAME, FRAME), (0, 0, 0, 0))
@@ -130,10 +130,10 @@ def read_reference(path: str | Path, log=print) -> torch.Tensor:
     arr = np.asarray(rgba).copy()
     opaque = arr[..., 3] > 127
     if not alpha_kept or opaque.all():
-        raise UserError(f"--init {path} has no transparent pixels: the model needs the character on a "
+        raise UserError(f"{what} {path} has no transparent pixels: the model needs the character on a "
                         "transparent background (its outline), as LPC frames are")
     if not opaque.any():
-        raise UserError(f"--init {path} is empty: every pixel is transparent")
+        raise UserError(f"{what} {path} is empty: every pixel is transparent")
     arr[..., 3] = np.where(opaque, 255, 0)
     arr[~opaque, :3] = 0  # as the training frames store their transparent pixels
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

@@ -19,6 +19,7 @@ next; only the last KEEP requests' files are kept.
 """
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import sys
@@ -44,6 +45,8 @@ class AppOptions:
                             f"latest run under runs/, else the shipped model ({SHIPPED}/)")
     host: str = option("127.0.0.1", "address to listen on; 127.0.0.1: this computer only")
     port: int = option(7860, "port to listen on")
+    characters: str = option("pretrained/characters", "a character model for the walk-cycle tab "
+                                                      "(skipped when it does not exist)")
     screenshot: str = option("", "instead of serving: open the page in headless chromium, click "
                                  "'Make sprites' at the defaults, print the seconds from the click to "
                                  "the sprites and save a screenshot here")
@@ -146,17 +149,19 @@ def shown_errors(fn):
     """A bad input becomes the page's error message; the server stays up."""
     import gradio as gr
 
-    def wrapped(*args):
+    @functools.wraps(fn)  # the page's API (gradio_client) names the parameters as fn does
+    def wrapped(*args, **kwargs):
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except UserError as e:
             raise gr.Error(str(e)) from None
     return wrapped
 
 
-def build_page(m, out_root: Path):
-    """The Gradio Blocks of the page, bound to the model: a tab to make sprites and, for a model of
-    RGB tiles with classes, a tab to make tilesets."""
+def build_page(m, out_root: Path, walker=None):
+    """The Gradio Blocks of the page, bound to the model: a tab to make sprites, for a model of RGB
+    tiles with classes a tab to make tilesets, and with a character model (walker) a walk-cycle tab.
+    Each action is also an API endpoint (gradio_client): /make_sprites, /make_tileset, /walk_cycle."""
     import gradio as gr
     with gr.Blocks(title="Pixel Art Diffusion") as page:
         gr.Markdown(f"## Pixel Art Diffusion\nModel: `{m.source}` ({m.why}; {m.spec.image_size}x"
@@ -167,6 +172,9 @@ def build_page(m, out_root: Path):
             if m.spec.channels == 3 and m.condition.kind == "class":
                 with gr.Tab("tileset", elem_id="tileset-tab"):
                     tileset_tab(m, out_root)
+            if walker is not None:
+                with gr.Tab("walk cycle", elem_id="walk-tab"):
+                    walk_tab(walker, out_root)
     return page
 
 
@@ -209,16 +217,20 @@ def sprites_tab(m, out_root: Path) -> None:
             sheet = gr.DownloadButton("sprite sheet", elem_id="sheet")
             files = gr.File(label="each sprite at native size", file_count="multiple", elem_id="files")
 
-    dice.click(lambda: random.randrange(LIMITS["seed"][1]), outputs=seed)
-    sprite.upload(shown_errors(lambda path: sprite_editor_value(path, m)), inputs=sprite, outputs=editor)
-    sprite.clear(lambda: None, outputs=editor)
+    private = dict(api_visibility="private")  # page mechanics, not actions
+    dice.click(lambda: random.randrange(LIMITS["seed"][1]), outputs=seed, **private)
+    sprite.upload(shown_errors(lambda path: sprite_editor_value(path, m)), inputs=sprite, outputs=editor,
+                  **private)
+    sprite.clear(lambda: None, outputs=editor, **private)
 
-    def on_make(*args, progress=gr.Progress(track_tqdm=True)):
-        return make_sprites(m, out_root, *args)
+    def on_make(prompt, cls, guidance, seed, steps, count, palette, palette_file, sprite, editor,
+                strength, tileable, progress=gr.Progress(track_tqdm=True)):
+        return make_sprites(m, out_root, prompt, cls, guidance, seed, steps, count, palette, palette_file,
+                            sprite, editor, strength, tileable)
 
     make.click(shown_errors(on_make), outputs=[gallery, files, sheet, status],
                inputs=[prompt, cls, guidance, seed, steps, count, palette, palette_file, sprite,
-                       editor, strength, tileable])
+                       editor, strength, tileable], api_name="make_sprites")
 
 
 def tileset_tab(m, out_root: Path) -> None:
@@ -236,10 +248,11 @@ def tileset_tab(m, out_root: Path) -> None:
             files = gr.File(label="for Tiled: sheets, .tsx tilesets, .tmx map", file_count="multiple",
                             elem_id="tileset-files")
 
-    def on_make(*args, progress=gr.Progress(track_tqdm=True)):
-        return make_tileset(m, out_root, *args)
+    def on_make(terrain_a, terrain_b, seed, progress=gr.Progress(track_tqdm=True)):
+        return make_tileset(m, out_root, terrain_a, terrain_b, seed)
 
-    make.click(shown_errors(on_make), inputs=[a, b, seed], outputs=[picture, files, status])
+    make.click(shown_errors(on_make), inputs=[a, b, seed], outputs=[picture, files, status],
+               api_name="make_tileset")
 
 
 def make_tileset(m, out_root: Path, a: str, b: str, seed: float) -> tuple[list, list[str], str]:
@@ -248,19 +261,50 @@ def make_tileset(m, out_root: Path, a: str, b: str, seed: float) -> tuple[list, 
     from PIL import Image
     check_numbers(seed=seed)
     req = autotile.TilesetRequest(a, b, int(seed))
-    autotile.check_model(m, req)
-    t0 = time.perf_counter()
-    sets = autotile.make_sets(m, req, autotile.textures(m, req))
-    cells = autotile.corner_map(autotile.random_corners(12, 8, int(seed)))
-    picture = autotile.render(sets["corner"], cells)
-    folder = out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}"
-    written = autotile.write(sets, req, cells, picture, folder)
-    pictures = [(Image.open(p), p.name) for p in written if p.suffix == ".png"]
+    t = autotile.tileset(m, req, 12, 8, out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}")
+    pictures = [(Image.open(p), p.name) for p in t.written if p.suffix == ".png"]
     shown = [(img.resize((img.width * 2, img.height * 2), Image.NEAREST), name) for img, name in pictures]
-    size = picture.shape[-1] // 12
-    status = (f"{len(sets['corner'])} corner and {len(sets['blob'])} blob tiles in "
-              f"{time.perf_counter() - t0:.0f} s; the map's seam ratio "
-              f"{autotile.seam_ratio(picture, size):.2f} (1: invisible)")
+    return shown, [str(p) for p in t.written], t.summary()
+
+
+def walk_tab(m, out_root: Path) -> None:
+    import gradio as gr
+    with gr.Row():
+        with gr.Column(scale=1):
+            sprite = gr.File(label="the character standing, facing down (64x64 PNG with transparency)",
+                             file_types=["image"], elem_id="walk-sprite")
+            prompt = gr.Textbox(label="or describe it", elem_id="walk-prompt",
+                                info="e.g. a man with blond hair, a red shirt and teal pants")
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="walk-seed")
+            make = gr.Button("Make walk cycle", variant="primary", elem_id="make-walk")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="walk-status")
+            shown = gr.Gallery(label="the sheet and the walk in each direction", columns=1, format="png",
+                               elem_id="walk-gallery")
+            files = gr.File(label="sheet.png, GIFs, Aseprite JSON, Godot .tres", file_count="multiple",
+                            elem_id="walk-files")
+
+    def on_make(sprite, prompt, seed, progress=gr.Progress(track_tqdm=True)):
+        return make_walk(m, out_root, sprite, prompt, seed)
+
+    make.click(shown_errors(on_make), inputs=[sprite, prompt, seed], outputs=[shown, files, status],
+               api_name="walk_cycle")
+
+
+def make_walk(m, out_root: Path, sprite: str | None, prompt: str, seed: float) -> tuple[list, list[str], str]:
+    """One click of "Make walk cycle": (the sheet zoomed and the four GIFs, the files, a status line)."""
+    from PIL import Image
+    from animation import WalkRequest, read_reference, walk_cycle, write_walk
+    check_numbers(seed=seed)
+    notes = []
+    ref = read_reference(sprite, log=notes.append, what="sprite") if sprite else None
+    t0 = time.perf_counter()
+    walk = walk_cycle(m, WalkRequest(ref, prompt or "", int(seed), progress=True))
+    written = write_walk(walk, out_root / f"{time.time_ns()}-{uuid.uuid4().hex[:6]}")
+    sheet = Image.open(written[0])
+    shown = [(sheet.resize((sheet.width * 3, sheet.height * 3), Image.NEAREST), written[0].name),
+             *((str(p), p.name) for p in written if p.suffix == ".gif")]
+    status = " ".join(notes + [f"36 frames in {time.perf_counter() - t0:.1f} s (seed {int(seed)})"])
     return shown, [str(p) for p in written], status
 
 
@@ -284,13 +328,13 @@ def warm_up(m) -> float:
     return time.perf_counter() - t0
 
 
-def serve(m, host: str, port: int, block: bool = True):
+def serve(m, host: str, port: int, block: bool = True, walker=None):
     """Start the page; returns (app, url) when block is False (tests). The request folders go with
     the server (deleted when it stops)."""
     import atexit
     out_root = Path(tempfile.mkdtemp(prefix="pixelart-app-"))
     atexit.register(shutil.rmtree, out_root, True)
-    page = build_page(m, out_root)
+    page = build_page(m, out_root, walker)
     page.queue(default_concurrency_limit=1, max_size=32)
     _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                             max_file_size=MAX_UPLOAD, allowed_paths=[str(out_root)], css=CSS,
@@ -359,14 +403,18 @@ def main(argv: list[str]) -> int:
     parse_args(argv, __doc__, o, config=False)
     if not 0 < o.port < 65536:
         raise UserError(f"port must be between 1 and 65535, got {o.port}")
+    from config import resolve_path
     from model import load_model
     m = load_model(o.model)
     print(f"model: {m.source} ({m.why}); warmed up in {warm_up(m):.1f} s")
+    walker = load_model(o.characters) if o.characters and resolve_path(o.characters).exists() else None
+    if walker is not None:
+        print(f"walk cycles: {walker.source}")
     if o.screenshot:
         screenshot(m, Path(o.screenshot))
         return 0
     print(f"serving on http://{o.host}:{o.port} (Ctrl-C stops)")
-    serve(m, o.host, o.port)
+    serve(m, o.host, o.port, walker=walker)
     return 0
 
 

@@ -17,6 +17,7 @@ repainted by the model (inpainting with RePaint's resampling), so that the two b
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -306,6 +307,35 @@ def write(sets: dict, req: TilesetRequest, cells: np.ndarray, picture: torch.Ten
     (out / "map.tmx").write_text(tmx(f"{name}_corner.tsx", cells, size))
     to_pil(picture).save(out / "map.png")
     return written + [out / "map.tmx", out / "map.png"]
+
+
+@dataclass
+class Tileset:
+    sets: dict  # kind -> tiles (uint8 N,C,S,S)
+    cells: np.ndarray  # the sample map's tile indices into the corner set
+    picture: torch.Tensor  # the sample map drawn
+    written: list[Path]
+    seconds: float
+    textures: torch.Tensor  # the two terrains' seamless textures every tile is cut from
+
+    def summary(self) -> str:
+        size = self.picture.shape[-1] // self.cells.shape[1]
+        return (f"{len(self.sets['corner'])} corner and {len(self.sets['blob'])} blob tiles in "
+                f"{self.seconds:.0f} s; the {self.cells.shape[1]}x{self.cells.shape[0]} map's seam ratio "
+                f"{seam_ratio(self.picture, size):.2f} (1: invisible)")
+
+
+def tileset(m: Loaded, req: TilesetRequest, width: int, height: int, out: Path) -> Tileset:
+    """Both sets of two terrains, a width x height sample map laid by the corner rule, and their
+    files in out/ (write): what tileset.py, the page and the MCP server make."""
+    check_model(m, req)
+    t0 = time.perf_counter()
+    tex = textures(m, req)
+    sets = make_sets(m, req, tex)
+    cells = corner_map(random_corners(width, height, req.seed))
+    picture = render(sets["corner"], cells)
+    return Tileset(sets, cells, picture, write(sets, req, cells, picture, out), time.perf_counter() - t0,
+                   tex)
 
 
 # ----------------------------------------------------------------------------- measuring them

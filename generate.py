@@ -89,18 +89,6 @@ def check_options(o: GenerateOptions, given: dict) -> None:
         raise UserError("--mask and --extend both say what to repaint: give one")
 
 
-def read_start(o: GenerateOptions, spec):
-    """The Start of --init, --mask, --extend and --strength, checked; None without --init."""
-    from sprites import Start, read_mask, read_sprite, shifted
-    if not o.init:
-        return None
-    init = read_sprite(o.init, "init", spec)
-    mask = read_mask(o.mask, spec.image_size) if o.mask else None
-    if o.extend:
-        init, mask = shifted(init, o.extend, o.by)
-    return Start(init, mask, o.strength, o.resample)
-
-
 @script
 def main(argv: list[str]) -> None:
     o = GenerateOptions()
@@ -109,7 +97,7 @@ def main(argv: list[str]) -> None:
     check_options(o, given)
     from devices import choose_device
     from model import load_model
-    from sprites import SpriteRequest, check, generate, save
+    from sprites import SpriteRequest, check, generate, save, start_from
     req = SpriteRequest([], o.seed, o.sampler, o.steps, o.guidance, o.palette, o.negative_prompt,
                         tileable=o.tileable, progress=True)
     check(req)
@@ -118,7 +106,7 @@ def main(argv: list[str]) -> None:
     print(f"model: {m.source} ({m.why})")
     m.net.to(device)
     rows, req.wanted = m.condition.request(o.classes, prompts, o.num_images)
-    req.start = read_start(o, m.spec)
+    req.start = start_from(m.spec, o.init, o.mask, o.extend, o.by, o.strength, o.resample)
     images, raw = generate(m, req)
     written = save(images, raw, rows, o.num_images, Path(o.out), o.scale, o.tileable)
     print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))

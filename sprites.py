@@ -128,6 +128,19 @@ def read_mask(path: str, size: int) -> torch.Tensor:
     return mask
 
 
+def start_from(spec: ModelSpec, init: str, mask: str = "", extend: str = "", by: int = 8,
+               strength: float = 1.0, resample: int = 2) -> Start | None:
+    """The Start of a sprite file (--init) with a mask file (--mask), or an outpainting side
+    (--extend, --by), checked; None without a sprite."""
+    if not init:
+        return None
+    image = read_sprite(init, "init", spec)
+    repaint = read_mask(mask, spec.image_size) if mask else None
+    if extend:
+        image, repaint = shifted(image, extend, by)
+    return Start(image, repaint, strength, resample)
+
+
 def shifted(init: torch.Tensor, side: str, by: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Outpainting: the sprite moved `by` pixels away from `side`, and a mask of the strip it left."""
     size = init.shape[-1]

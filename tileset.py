@@ -15,7 +15,6 @@ ratio: the mean colour jump across tile boundaries over the jump inside tiles (1
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,20 +52,11 @@ def main(argv: list[str]) -> None:
     m = load_model(o.model)
     print(f"model: {m.source} ({m.why})")
     req = autotile.TilesetRequest(*o.terrains, o.seed, o.sampler, o.steps)
-    autotile.check_model(m, req)  # before anything is written
-    t0 = time.perf_counter()
-    tex = autotile.textures(m, req)
-    sets = autotile.make_sets(m, req, tex)
-    cells = autotile.corner_map(autotile.random_corners(o.width, o.height, o.seed))
-    picture = autotile.render(sets["corner"], cells)
-    written = autotile.write(sets, req, cells, picture, Path(o.out))
-    size = picture.shape[-1] // o.width
-    print(f"{len(sets['corner'])} corner and {len(sets['blob'])} blob tiles in "
-          f"{time.perf_counter() - t0:.0f} s; the {o.width}x{o.height} map's seam ratio "
-          f"{autotile.seam_ratio(picture, size):.2f} (1: invisible)")
-    print("wrote " + ", ".join(map(str, written)))
+    t = autotile.tileset(m, req, o.width, o.height, Path(o.out))
+    print(t.summary())
+    print("wrote " + ", ".join(map(str, t.written)))
     if o.compare:
-        for line in autotile.compare(m, req, cells, sets, tex):
+        for line in autotile.compare(m, req, t.cells, t.sets, t.textures):
             print(line)
 
 

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may touch a hub
@@ -107,3 +108,51 @@ def sprites_of(m, num_images: int, classes: str = "", seed: int = 0, sampler: st
 def spec_of(cfg) -> tuple:
     """(data_dir, model spec) of a Config: load_folder's arguments."""
     return cfg.run.data_dir, cfg.model
+
+
+# ----------------------------------------------------------------------------- characters
+
+COLOURS = {"body/male/light.png": (230, 190, 160), "body/female/light.png": (220, 180, 150),
+           "hair/male/plain/black.png": (20, 20, 20), "hair/female/bunches/blonde.png": (240, 220, 90),
+           "torso/shirts/longsleeve/male/white_longsleeve.png": (250, 250, 250),
+           "torso/tunics/female/teal_tunic.png": (0, 128, 128),
+           "legs/pants/male/teal_pants_male.png": (0, 140, 140),
+           "legs/pants/female/red_pants_female.png": (200, 0, 0),
+           "feet/shoes/male/brown_shoes_male.png": (120, 70, 20),
+           "feet/shoes/female/brown_shoes_female.png": (110, 60, 20)}
+PARTS = {"body": (24, 40, 12, 60), "hair": (24, 40, 10, 18), "torso": (24, 40, 28, 42),
+         "legs": (26, 38, 42, 56), "feet": (26, 38, 56, 62)}
+
+
+def synthetic_lpc(root: Path) -> Path:
+    """A tiny LPC folder: a box per layer whose place moves with the direction and the walk frame."""
+    from PIL import Image
+    from characters import FRAME, SHEET, WALK_FRAMES, WALK_ROW
+    for rel, colour in COLOURS.items():
+        x0, x1, y0, y1 = PARTS[rel.split("/")[0]]
+        sheet = np.zeros((SHEET[1], SHEET[0], 4), np.uint8)
+        for r in range(4):
+            for f in range(WALK_FRAMES):
+                dx = (r - 1.5) * 2 + (f % 3) - 1
+                y, x = (WALK_ROW + r) * FRAME, f * FRAME + int(dx)
+                sheet[y + y0:y + y1, x + x0:x + x1] = (*colour, 255)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sheet, "RGBA").save(root / rel)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lpc(tmp_path_factory) -> Path:
+    return synthetic_lpc(tmp_path_factory.mktemp("lpc"))
+
+
+@pytest.fixture(scope="session")
+def char_run(lpc, tmp_path_factory) -> Path:
+    import train
+    out = tmp_path_factory.mktemp("chars")
+    argv = ["--preset=character", f"--data_dir={lpc}", f"--out_dir={out}", "--run_name=c",
+            "--characters=3", "--block_out_channels=16,32", "--down_block_types=DownBlock2D,AttnDownBlock2D",
+            "--norm_num_groups=8", "--attention_head_dim=8", "--batch_size=4", "--max_steps=2",
+            "--num_samples=2", "--mixed_precision=no", "--threads=2"]
+    assert train.main(argv) == 0
+    return out / "c"

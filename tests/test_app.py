@@ -198,3 +198,22 @@ def test_the_server_prints_no_share_hint(m, capfd):
     server.close()
     out = capfd.readouterr()
     assert "share=True" not in out.out + out.err
+
+
+def test_the_readme_api_example_runs_against_the_page(m, char_run, lpc, tmp_path):
+    """The README's gradio_client lines, word for word, against a page started here on 127.0.0.1
+    (its address and the sprite's path put in): each action answers as an API call."""
+    from conftest import ROOT
+    from test_characters import hero
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("### The page's API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    server, url = app.serve(m, "127.0.0.1", app.free_port(), block=False, walker=load_model(char_run))
+    try:
+        code = code.replace("http://127.0.0.1:7860/", url).replace("hero.png", str(hero(tmp_path, lpc)))
+        code = code.replace('prompt="a blue book", ', "")  # a class model here: its classes in turn
+        scope = {}
+        exec(code, scope)
+        assert len(scope["files"]) == 4 and Image.open(scope["files"][0]).size == (32, 32)
+        assert any(str(f).endswith("sheet.tres") for f in scope["walk_files"])
+    finally:
+        server.close()
