@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from config import GUIDANCE, OUTPUTS, SAMPLER, SAMPLER_STEPS, option, parse_args, script
+from config import GUIDANCE, OUTPUTS, SAMPLER, SAMPLER_STEPS, folder_path, option, parse_args, script
 
 CHARACTERS = "pretrained/characters"  # the shipped character model
 
@@ -52,9 +51,7 @@ def main(argv: list[str]) -> None:
         raise UserError("give the standing frame (--init=sprite.png) or a --prompt")
     if o.steps < 0:
         raise UserError(f"--steps must be >= 0, got {o.steps}")
-    out = Path(o.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; it names the folder the sheet and GIFs go to")
+    out = folder_path(o.out)
     from animation import WalkRequest, check_model, read_reference, walk_cycle, write_walk
     from devices import choose_device
     from model import load_model

@@ -38,8 +38,9 @@ SHIPPED = "pretrained"  # the shipped prompt model (pretrained/terrain: the terr
 # of DDPM-1000's FD-Lite0 (RESULTS.md: samplers); guidance 3 scored best (README).
 SAMPLER_STEPS = {"ddpm": 1000, "ddim": 50, "dpm": 10}
 SAMPLER, GUIDANCE, PALETTE = "dpm", 3.0, "data"
-# Colours a model's palette keeps: 128 scored better than 32, 64 and 256 (RESULTS.md, palettes) and
-# gives about as many colours per sprite as the icons have.
+# Colours a model's palette keeps at most (median cut may merge a few: the shipped one has 127): 128
+# scored better than 32, 64 and 256 (RESULTS.md, palettes) and gives about as many colours per sprite
+# as the icons have.
 PALETTE_COLOURS = 128
 
 
@@ -54,6 +55,34 @@ def resolve_path(path: str | Path) -> Path:
 
 class UserError(Exception):
     """A problem with the user's input: scripts print its message as one line and exit 2."""
+
+
+def picture_path(out: str, default_name: str, option_name: str = "--out") -> Path:
+    """Where a picture goes, checked before any work: a folder (existing, ending in '/', or a name
+    without a suffix) gets default_name inside it; a file must be a .png (lossless, with
+    transparency: what pixel art needs); its folder must be one that can be made."""
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", "\\")) or not path.suffix:
+        path = path / default_name
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{option_name}={out}: pictures are written as PNG (lossless, with "
+                        f"transparency, as pixel art needs); name a .png file or a folder")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UserError(f"{option_name}={out}: {folder} is a file, not a folder")
+    import os
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{option_name}={out}: {folder} is not writable")
+    return path
+
+
+def folder_path(out: str, option_name: str = "--out") -> Path:
+    """A folder to write files into, checked before any work: not a file, inside a writable folder."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option_name}={out} is a file; it names the folder the files go to")
+    picture_path(str(path / "x.png"), "x.png", option_name)
+    return path
 
 
 def option(default: Any, help: str, flag: str = "") -> Any:
@@ -126,11 +155,33 @@ class RunSpec:
     out_dir: str = option("runs", "folder that holds the runs")
     run_name: str = option("", "the run's folder under out_dir; default: a timestamp and the preset")
     device: str = option("auto", "auto (a GPU if one is visible) | cpu | cuda")
-    threads: int = option(0, "CPU threads for torch; 0: torch's default")
+    threads: int = option(0, "CPU threads for torch; 0: one per core not already busy (the cores "
+                             "less the load average, at least 1)")
     log_every: int = option(10, "steps between writes to losses.csv (and checks of max_minutes)")
     sample_every: int = option(1000, "steps between sample grids; 0: only at the end")
     ckpt_every: int = option(500, "steps between checkpoints")
     num_samples: int = option(16, "images in each sample grid; 0: no grids")
+
+
+def same_as(spec: type, name: str) -> Any:
+    """An option declared as the spec's field of that name: its default and help, defined once."""
+    f = spec.__dataclass_fields__[name]
+    return option(f.default, f.metadata["help"])
+
+
+@dataclass
+class LoaderOptions:
+    """What the loader needs of a folder (dataset.py, palette.py): no network, no optimiser."""
+    data_dir: str = same_as(RunSpec, "data_dir")
+    image_size: int = same_as(ModelSpec, "image_size")
+    channels: int = same_as(ModelSpec, "channels")
+    background: str = same_as(ModelSpec, "background")
+
+    def spec(self) -> ModelSpec:
+        spec = ModelSpec(image_size=self.image_size, channels=self.channels, background=self.background,
+                         block_out_channels=(1,), down_block_types=("DownBlock2D",), norm_num_groups=1)
+        validate_model(spec)
+        return spec
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import (DEFAULT_SIZE, ModelSpec, UserError, downsampling, parse_args, parse_color,
+from config import (DEFAULT_SIZE, LoaderOptions, ModelSpec, UserError, downsampling, parse_args, parse_color,
                     resolve_path, script)
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
@@ -118,9 +118,8 @@ def to_array(img: Image.Image, channels: int, background: tuple[int, int, int]) 
     return np.concatenate([rgb, rgba[..., 3:4]], axis=-1).astype(np.uint8)
 
 
-def load_image(path: Path, size: int, channels: int,
-               background: tuple[int, int, int]) -> tuple[np.ndarray, str]:
-    """One file -> (H x W x C uint8 array, note); raises BadImage with the reason."""
+def open_rgba(path: Path) -> Image.Image:
+    """One file as RGBA (an animation's first frame); raises BadImage with the reason."""
     if path.stat().st_size == 0:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -132,7 +131,7 @@ def load_image(path: Path, size: int, channels: int,
                                    "pixels, a decompression-bomb guard)")
                 img.seek(0)  # animated GIF/WebP/APNG: the first frame
                 img.load()
-                rgba = to_rgba(img)
+                return to_rgba(img)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -141,8 +140,53 @@ def load_image(path: Path, size: int, channels: int,
         raise BadImage("not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated, corrupt chunks, ...
         raise BadImage(f"cannot decode ({e})") from None
-    rgba, note = fit_square(rgba, size)
+
+
+def load_image(path: Path, size: int, channels: int,
+               background: tuple[int, int, int]) -> tuple[np.ndarray, str]:
+    """One sprite file (--init, a mask) -> (H x W x C uint8 array, note) at the model's size, padded
+    to a square and resized with NEAREST when it must be; raises BadImage with the reason."""
+    rgba, note = fit_square(open_rgba(path), size)
     return to_array(rgba, channels, background), note
+
+
+def pixel_scale(img: Image.Image) -> int:
+    """The largest k such that the image is made of k x k blocks of one colour (pixel-doubled art
+    saved upscaled); 1 when it is not."""
+    arr = np.asarray(img)
+    h, w = arr.shape[:2]
+    for k in sorted({d for d in range(2, min(h, w) + 1) if h % d == 0 and w % d == 0}, reverse=True):
+        if np.array_equal(np.repeat(np.repeat(arr[::k, ::k], k, 0), k, 1), arr):
+            return k
+    return 1
+
+
+def frames_at(img: Image.Image, size: int) -> tuple[list[Image.Image], str]:
+    """A training image as size x size frames, never resampled by a non-integer factor: the image
+    itself; a strip of equal frames split (empty frames left out); a smaller image upscaled by a whole
+    factor (each pixel k x k) or else centred on a transparent canvas; a pixel-doubled one reduced
+    exactly. Returns (frames, what was done: '' when nothing); raises BadImage when none applies."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return [img], ""
+    if size in (w, h) and w % size == 0 and h % size == 0:
+        boxes = [(x, y, x + size, y + size) for y in range(0, h, size) for x in range(0, w, size)]
+        frames = [f for f in (img.crop(b) for b in boxes) if f.getextrema()[3][1] > 0]
+        return frames, f"strip {w}x{h} split into {len(frames)} frames"
+    if w == h and size % w == 0:
+        return [img.resize((size, size), Image.NEAREST)], f"upscaled {w} -> {size} (x{size // w}, each pixel)"
+    if max(w, h) <= size:
+        canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        canvas.paste(img, ((size - w) // 2, (size - h) // 2))
+        return [canvas], f"{w}x{h} centred on a transparent {size}x{size} canvas"
+    k = pixel_scale(img)
+    if k > 1 and (w // k, h // k) != (w, h):
+        small = img.resize((w // k, h // k), Image.NEAREST)
+        if max(small.size) <= size:
+            frames, note = frames_at(small, size)
+            return frames, f"reduced {w}x{h} exactly (pixel-doubled x{k})" + (f", {note}" if note else "")
+    raise BadImage(f"{w}x{h}: not {size}x{size}, a strip of {size}x{size} frames, a whole fraction or "
+                   f"a pixel-doubled multiple of it (--image_size=N trains at another size)")
 
 
 def read_captions(root: Path, log=print) -> dict[Path, str]:
@@ -179,27 +223,28 @@ def read_captions(root: Path, log=print) -> dict[Path, str]:
 
 
 def common_size(entries: list[tuple[Path, str]]) -> int:
-    """The side of the images when every readable one is a square of that same side, else 0."""
-    sizes = set()
+    """The commonest side of the images: of the square ones, else of the shorter side (strips)."""
+    from collections import Counter
+    sizes = []
     for path, _ in entries:
         try:
             with Image.open(path) as img:
-                sizes.add(img.size)
+                sizes.append(img.size)
         except Exception:  # unreadable: load_folder reports it
             continue
-    (w, h), = sizes if len(sizes) == 1 else ((0, 0),)
-    return w if w == h else 0
+    square = Counter(w for w, h in sizes if w == h) or Counter(min(s) for s in sizes)
+    return square.most_common(1)[0][0] if square else 0
 
 
 def pick_size(spec: ModelSpec, entries: list[tuple[Path, str]]) -> int:
-    """spec.image_size, else the data's own size when all images share one, else DEFAULT_SIZE."""
+    """spec.image_size, else the data's commonest size (common_size), else DEFAULT_SIZE."""
     if spec.image_size:
         return spec.image_size
     own, factor = common_size(entries), downsampling(spec)
     if own and own % factor:
         up = -(-own // factor) * factor
-        raise UserError(f"the images are {own}x{own}, which this UNet (downsampling factor {factor}) "
-                        f"cannot take: pass --image_size={up} or {up - factor}, or fewer "
+        raise UserError(f"the images are mostly {own}x{own}, which this UNet (downsampling factor "
+                        f"{factor}) cannot take: pass --image_size={up} or {up - factor}, or fewer "
                         "block_out_channels")
     return own or DEFAULT_SIZE
 
@@ -229,34 +274,47 @@ def load_folder(data_dir: str, spec: ModelSpec, log=print, exclude: set[Path] = 
     size = pick_size(spec, entries)
     background = parse_color(spec.background)
     arrays, names, files, skipped, notes = [], [], [], [], []
+    unfit = []  # readable, but not at this size without resampling: one line for them all
     for path, cls in entries:
         try:
-            arr, note = load_image(path, size, spec.channels, background)
+            img = open_rgba(path)
         except BadImage as e:
             log(f"warning: skipping {path}: {e}")
             skipped.append((path, str(e)))
             continue
-        arrays.append(arr)
-        names.append(cls)
-        files.append(path)
+        try:
+            frames, note = frames_at(img, size)
+        except BadImage as e:
+            unfit.append((path, str(e)))
+            continue
+        for frame in frames:
+            arrays.append(to_array(frame, spec.channels, background))
+            names.append(cls)
+            files.append(path)
         if note:
             notes.append(f"{path.name}: {note}")
-    if skipped:
+    if unfit:
+        first = ", ".join(f"{p.name} ({why.split(':')[0]})" for p, why in unfit[:3])
+        log(f"skipped {len(unfit)} images that cannot be {size}x{size} without resampling (first: "
+            f"{first}); --image_size=N trains at another size")
+    skipped += unfit
+    if len(skipped) > len(unfit):
         log(f"skipped {len(skipped)} of {len(entries)} files")
     if not arrays:
-        raise UserError(f"none of the {len(entries)} image files under {data_dir} could be read")
+        raise UserError(f"none of the {len(entries)} image files under {data_dir} could be used at "
+                        f"{size}x{size} (first: {skipped[0][0].name}: {skipped[0][1]})")
     uncaptioned = [f for f in files if f not in captions]
     if captions and uncaptioned:
         log(f"warning: {len(uncaptioned)} images have no caption in metadata.jsonl (first: "
             f"{uncaptioned[0].name}); their class name is their caption")
-    padded = [n for n in notes if "padded" in n]
-    resized = [n for n in notes if "resized" in n]
-    if padded:
-        log(f"{len(padded)} non-square images were centred on transparent squares, never stretched "
-            f"(first: {padded[0]})")
-    if resized:
-        log(f"{len(resized)} images were resized to {size}x{size} with NEAREST (first: {resized[0]}); "
-            "--image_size=N trains at another size")
+    for kind, what in (("strip", "strips were split into frames"),
+                       ("upscaled", f"images were upscaled to {size}x{size} by a whole factor"),
+                       ("centred", f"smaller images were centred on transparent {size}x{size} canvases, "
+                                   "never stretched"),
+                       ("reduced", "pixel-doubled images were reduced exactly")):
+        done = [n for n in notes if kind in n]
+        if done:
+            log(f"{len(done)} {what} (first: {done[0]})")
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -344,10 +402,11 @@ def upscale(img: Image.Image, scale: int) -> Image.Image:
 
 @script
 def main(argv: list[str]) -> None:
-    cfg, _ = parse_args(argv, __doc__)
-    data = load_folder(cfg.run.data_dir, cfg.model)
+    o = LoaderOptions()
+    parse_args(argv, __doc__, o, config=False)
+    data = load_folder(o.data_dir, o.spec())
     counts = torch.bincount(data.labels, minlength=len(data.classes)).tolist()
-    print(f"{len(data.files)} images from {cfg.run.data_dir} -> tensor "
+    print(f"{len(data.files)} images from {o.data_dir} -> tensor "
           f"{tuple(data.images.shape)} uint8, {len(data.classes)} classes:")
     print(", ".join(f"{c} ({n})" for c, n in zip(data.classes, counts)))
 

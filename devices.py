@@ -3,6 +3,7 @@
 Usage:
     device = choose_device("auto")     # a GPU if one is visible, else the CPU
     configure(device)                  # TF32 matmuls and cuDNN autotuning on a GPU
+    torch.set_num_threads(cpu_threads(0))   # one thread per idle core
     fn = compiled(net, device)         # torch.compile; CUDA graphs on a GPU
 """
 from __future__ import annotations
@@ -21,6 +22,21 @@ def choose_device(name: str = "auto") -> torch.device:
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """Threads for torch on the CPU: `requested`; else OMP_NUM_THREADS where it is set; else one per
+    core that is not already busy (the cores less the 1-minute load average, at least 1). OpenMP's
+    threads wait for each other at every operation, so a thread on a core that another process uses
+    stalls them all (RESULTS.md: threads)."""
+    import os
+    if requested:
+        return requested
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - load)))
 
 
 def configure(device: torch.device) -> None:

@@ -44,7 +44,8 @@ import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, option, parse_args, script
+from config import (ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, option, parse_args, picture_path,
+                    script)
 
 
 @dataclass
@@ -164,6 +165,12 @@ def main(argv: list[str]) -> None:
         if name not in SAMPLER_STEPS or not (steps.isdigit() or steps == ""):
             raise UserError(f"--sampler_sweep: {spec!r} is not SAMPLER or SAMPLER-STEPS with a "
                             f"sampler of {', '.join(SAMPLER_STEPS)}")
+    for name in ("unseen_picture", "walk_picture", "seam_picture", "nearest"):  # before any work
+        if getattr(o, name):
+            default = Path(EvalOptions.__dataclass_fields__[name].default).name
+            setattr(o, name, str(picture_path(getattr(o, name), default, f"--{name}")))
+    if o.json and not o.json.endswith(".json"):
+        raise UserError(f"--json={o.json}: name a .json file")
     if o.num_samples < 0 or o.per_class < 1:
         raise UserError(f"--num_samples must be >= 0 and --per_class >= 1 (got {o.num_samples}, "
                         f"{o.per_class})")

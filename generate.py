@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import OUTPUTS, SamplingOptions, UserError, option, parse_args, script
+from config import OUTPUTS, SamplingOptions, UserError, option, parse_args, picture_path, script
 
 
 @dataclass
@@ -53,8 +53,9 @@ class GenerateOptions(SamplingOptions):
     negative_prompt: str = option("", "text models: what to steer away from (guidance pushes from "
                                       "this instead of from no prompt)")
     num_images: int = option(16, "images in all; with --class or prompts, per row")
-    out: str = option(f"{OUTPUTS}/generated_images.png", "the grid; the sheet and single sprites go "
-                                                         "beside it")
+    out: str = option(f"{OUTPUTS}/generated_images.png", "the grid (.png, or a folder to put "
+                                                         "generated_images.png in); the sheet and "
+                                                         "single sprites go beside it")
     scale: int = option(4, "nearest-neighbour upscale of the grid")
     device: str = option("auto", "auto (a GPU if one is visible) | cpu | cuda")
 
@@ -95,6 +96,7 @@ def main(argv: list[str]) -> None:
     _, given = parse_args(argv, __doc__, o, config=False)
     prompts = read_prompts(o, given)
     check_options(o, given)
+    out = picture_path(o.out, "generated_images.png")
     from devices import choose_device
     from model import load_model
     from sprites import SpriteRequest, check, generate, save, start_from
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> None:
     rows, req.wanted = m.condition.request(o.classes, prompts, o.num_images)
     req.start = start_from(m.spec, o.init, o.mask, o.extend, o.by, o.strength, o.resample)
     images, raw = generate(m, req)
-    written = save(images, raw, rows, o.num_images, Path(o.out), o.scale, o.tileable)
+    written = save(images, raw, rows, o.num_images, out, o.scale, o.tileable)
     print(f"wrote {len(raw)} sprites (palette: {o.palette}): " + ", ".join(map(str, written)))
 
 

@@ -30,6 +30,7 @@ from config import DEFAULT_SIZE, SHIPPED, ModelSpec, UserError, latest_run, reso
 META_FILE = "pixelart.json"  # beside model_index.json in an export: the model spec and the class names
 PALETTE_FILE = "palette.hex"  # the training data's palette, for snapping generated colours
 CAPTIONS_FILE = "captions.txt"  # a text model's training captions: the default prompts
+FEW_STEPS = 1000  # fewer training steps than this draw noise or smudges (RESULTS.md: the curve)
 
 
 def build(spec: ModelSpec, num_classes: int = 0) -> torch.nn.Module:
@@ -261,6 +262,7 @@ class Loaded:
     condition: NoCondition = NoCondition()  # what it is asked for by (conditioning.py)
     why: str = "given by --model"  # how it was chosen, for the first line a script prints
     data_dir: str = ""  # what it was trained on
+    steps: int = 0  # optimiser steps it trained (0: not recorded)
 
 
 def _read_folder_extras(folder: Path) -> tuple[torch.Tensor | None, list[str]]:
@@ -298,7 +300,7 @@ def _load_export(path: Path) -> Loaded:
     classes = list(meta["classes"])
     data_dir = meta["config"]["data_dir"] if "config" in meta else meta.get("data_dir", "")
     return Loaded(net.eval(), scheduler, spec, classes, palette, path, vae,
-                  for_model(spec, classes, captions), data_dir=data_dir)
+                  for_model(spec, classes, captions), data_dir=data_dir, steps=meta.get("steps", 0))
 
 
 def _load_checkpoint(path: Path) -> Loaded:
@@ -313,7 +315,7 @@ def _load_checkpoint(path: Path) -> Loaded:
     classes = list(ckpt["classes"])
     return Loaded(net.eval(), build_scheduler(spec), spec, classes, palette, path,
                   load_vae(spec.latent) if spec.latent else None, for_model(spec, classes, captions),
-                  data_dir=cfg.run.data_dir)
+                  data_dir=cfg.run.data_dir, steps=ckpt["step"])
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -351,4 +353,7 @@ def load_model(where: str | Path = "") -> Loaded:
         raise UserError(f"model {path} is not a run or model folder (no {META_FILE}, model/ or "
                         "checkpoint.pt)")
     m.why = why
+    if 0 < m.steps < FEW_STEPS:
+        m.why += (f"; it trained only {m.steps} steps, a toy: expect noise (--model={SHIPPED}: the "
+                  "shipped model)")
     return m

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from config import PALETTE_COLOURS, UserError, option, parse_args, script
+from config import PALETTE_COLOURS, LoaderOptions, UserError, option, parse_args, script
 
 
 def parse_hex(text: str, name: str = "palette") -> torch.Tensor:
@@ -147,7 +147,7 @@ def main_colours(image: torch.Tensor, most: int = 2) -> list[str]:
 
 
 @dataclass
-class PaletteOptions:
+class PaletteOptions(LoaderOptions):
     colors: int = option(PALETTE_COLOURS, "number of colours to extract (median cut)")
     out: str = option("palette.hex", "the .hex file to write")
 
@@ -156,8 +156,8 @@ class PaletteOptions:
 def main(argv: list[str]) -> None:
     from dataset import load_folder
     opts = PaletteOptions()
-    cfg, _ = parse_args(argv, __doc__, opts)
-    pal = extract(load_folder(cfg.run.data_dir, cfg.model).images, opts.colors)
+    parse_args(argv, __doc__, opts, config=False)
+    pal = extract(load_folder(opts.data_dir, opts.spec()).images, opts.colors)
     save_hex(pal, Path(opts.out))
     print(f"wrote {len(pal)} colours to {opts.out}")
 

@@ -51,6 +51,9 @@ def check(req: SpriteRequest) -> None:
     """Bad sampling options fail at once, not after minutes of sampling."""
     if req.steps < 0:
         raise UserError(f"--steps must be >= 0 (0: the sampler's default), got {req.steps}")
+    if req.guidance < 0:
+        raise UserError(f"--guidance must be >= 0 (1: plain conditional, 0: unconditional), got "
+                        f"{req.guidance}")
     if req.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {req.sampler!r}")
     if req.palette not in ("data", "none"):
@@ -183,6 +186,13 @@ def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None], per_ro
     for tileable sprites also each repeated 3x3 (..._3x3.png), to see that they wrap."""
     out.parent.mkdir(parents=True, exist_ok=True)
     per_row = per_row if rows != [None] else 0
+    singles = out.parent / out.stem.replace("_images", "")
+    for folder, batch in ((singles, images), (singles / "raw", raw)):  # the sprites first: the work
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):  # a smaller run must not leave older sprites behind
+            old.unlink()
+        for i, img in enumerate(batch):
+            make_grid(img[None], scale=1, pad=0).save(folder / f"{i:04d}.png")
     labelled_grid(images, rows, per_row, scale).save(out)
     written = [out]
     if tiled:
@@ -190,11 +200,4 @@ def save(images: torch.Tensor, raw: torch.Tensor, rows: list[str | None], per_ro
         make_grid(images.repeat(1, 1, 3, 3), ncols=per_row, scale=max(1, scale // 2)).save(written[-1])
     sheet = out.with_name(out.stem + "_sheet.png")
     make_grid(images, ncols=per_row, scale=1, pad=0).save(sheet)
-    singles = out.parent / out.stem.replace("_images", "")
-    for folder, batch in ((singles, images), (singles / "raw", raw)):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):  # a smaller run must not leave older sprites behind
-            old.unlink()
-        for i, img in enumerate(batch):
-            make_grid(img[None], scale=1, pad=0).save(folder / f"{i:04d}.png")
     return [*written, sheet, singles, singles / "raw"]

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import OUTPUTS, SAMPLER, SAMPLER_STEPS, UserError, option, parse_args, script
+from config import OUTPUTS, SAMPLER, SAMPLER_STEPS, UserError, folder_path, option, parse_args, script
 
 
 @dataclass
@@ -47,12 +47,13 @@ def main(argv: list[str]) -> None:
         raise UserError(f"--width and --height must be between 1 and 256 tiles, got {o.width}x{o.height}")
     if o.steps < 0 or o.sampler not in SAMPLER_STEPS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLER_STEPS)} and --steps >= 0")
+    out = folder_path(o.out)
     import autotile
     from model import load_model
     m = load_model(o.model)
     print(f"model: {m.source} ({m.why})")
     req = autotile.TilesetRequest(*o.terrains, o.seed, o.sampler, o.steps)
-    t = autotile.tileset(m, req, o.width, o.height, Path(o.out))
+    t = autotile.tileset(m, req, o.width, o.height, out)
     print(t.summary())
     print("wrote " + ", ".join(map(str, t.written)))
     if o.compare:

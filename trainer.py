@@ -33,7 +33,7 @@ import config as config_mod
 from characters import training_data
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
-from devices import choose_device, compiled, configure
+from devices import choose_device, compiled, configure, cpu_threads
 from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
@@ -94,12 +94,12 @@ class Diffusion:
         x = sample(net, self.scheduler, SampleRequest(n, cond, null, seed=self.run.seed), self.vae)
         make_grid(to_uint8(x)).save(out)
 
-    def export(self, net, data: PixelData, palette: torch.Tensor, path: Path) -> None:
+    def export(self, net, data: PixelData, palette: torch.Tensor, path: Path, steps: int) -> None:
         save_denoiser(net, self.scheduler, path)
         if self.vae is not None:
             self.vae.save_pretrained(path / "vae", safe_serialization=True)
         save_meta(self.spec, data.classes, palette, path, self.condition.captions,
-                  data_dir=self.run.data_dir)
+                  data_dir=self.run.data_dir, steps=steps)
 
 
 KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
@@ -131,7 +131,7 @@ class Autoencoder:
         recon = to_uint8(decode(vae, encode(vae, images.to(vae.device)))).cpu()
         make_grid(torch.cat([images, recon]), ncols=max(1, len(images) // 2 or 1)).save(out)
 
-    def export(self, vae, data: PixelData, palette: torch.Tensor, path: Path) -> None:
+    def export(self, vae, data: PixelData, palette: torch.Tensor, path: Path, steps: int) -> None:
         """Scaled to give latents of unit variance, and measured: what it loses is lost by every
         latent model trained on it."""
         from metrics import reconstruction
@@ -140,7 +140,7 @@ class Autoencoder:
         tqdm.write("reconstruction of the data: {exact:.1%} of pixels exact after palette snapping, "
                    "FD-Lite0 {fd_lite0:.0f}".format(**ceiling))
         vae.save_pretrained(path / "vae", safe_serialization=True)
-        save_meta(self.spec, data.classes, palette, path, reconstruction=ceiling)
+        save_meta(self.spec, data.classes, palette, path, reconstruction=ceiling, steps=steps)
 
 
 def objective_for(cfg: Config):
@@ -154,8 +154,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     """Train to cfg.run.max_steps or max_minutes, resuming from folder's checkpoint if asked. Returns
     the exported model folder, or the run folder when Ctrl-C or SIGTERM stopped the run first."""
     run = cfg.run
-    if run.threads:
-        torch.set_num_threads(run.threads)
+    torch.set_num_threads(cpu_threads(run.threads))
     acc = make_accelerator(run)
     main, log = acc.is_main_process, (tqdm.write if acc.is_main_process else (lambda _: None))
 
@@ -176,7 +175,9 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     acc.wait_for_everyone()
     log(f"run {folder}: {len(images)} images of {cfg.model.image_size}x{cfg.model.image_size}, "
         f"{len(data.classes)} classes, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, "
-        f"{acc.num_processes} process(es) x batch {run.batch_size}, {acc.device}, steps {step} -> {total}")
+        f"{acc.num_processes} process(es) x batch {run.batch_size}, {acc.device}"
+        f"{f' ({torch.get_num_threads()} threads)' if acc.device.type == 'cpu' else ''}, steps {step} -> {total}")
+    watch = SlowdownWatch()
 
     pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
     with catch_signals() as stop, tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True,
@@ -210,6 +211,9 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             if step % run.log_every == 0 or step % run.ckpt_every == 0 or done or interrupted:
                 bar.set_postfix(loss=f"{flush_losses(pending, step, acc, losses_path):.4f}",
                                 min=f"{seconds / 60:.1f}")
+                slow = watch.check(step, seconds)
+                if slow and main:
+                    log(slow)
                 bar.update(step - bar.n)
                 if run.max_minutes and any_process(seconds >= run.max_minutes * 60, acc):
                     log(f"time budget of {run.max_minutes:g} min reached at step {step}; to go on: "
@@ -234,7 +238,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     model_dir = folder / "model"
     if main:
         try:
-            objective.export(ema.model, data, load_palette(folder / "palette.hex"), model_dir)
+            objective.export(ema.model, data, load_palette(folder / "palette.hex"), model_dir, step)
         except OSError as e:
             raise UserError(f"could not write the model to {model_dir} ({e.strerror or e}); the "
                             "checkpoint is kept: free some space and run train.py --resume") from None
@@ -282,6 +286,31 @@ def make_networks(cfg: Config, num_classes: int, acc) -> tuple:
         opt, lambda s: min(1.0, (s + 1) / run.warmup_steps) if run.warmup_steps else 1.0)
     ema.model.to(acc.device)
     return net, ema, opt, warmup
+
+
+class SlowdownWatch:
+    """One line, once, when steps have become several times slower than the run's fastest so far:
+    another process is using the CPU, and threads on its cores stall the others."""
+    FACTOR, WINDOW = 3.0, 20  # slower than this many times the best, over at least this many steps
+
+    def __init__(self):
+        self.best, self.mark, self.said = math.inf, None, False
+
+    def check(self, step: int, seconds: float) -> str:
+        if self.mark is None:  # the first window is warm-up
+            self.mark = (step, seconds)
+            return ""
+        steps, spent = step - self.mark[0], seconds - self.mark[1]
+        if steps < self.WINDOW:
+            return ""
+        self.mark, per_step = (step, seconds), spent / steps
+        if per_step > self.FACTOR * self.best and not self.said:
+            self.said = True
+            return (f"note: steps are {per_step / self.best:.0f}x slower than at the start ({per_step:.2f} "
+                    f"s against {self.best:.2f} s): another process is using the CPU; --threads=1 on "
+                    f"--resume keeps a run steady while sharing it")
+        self.best = min(self.best, per_step)
+        return ""
 
 
 def check_budget(run: RunSpec, folder: Path, step: int, seconds: float, total: int) -> None:

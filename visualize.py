@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import DEFAULT_SIZE, OUTPUTS, ModelSpec, UserError, option, parse_args, script
+from config import DEFAULT_SIZE, OUTPUTS, ModelSpec, UserError, option, parse_args, picture_path, script
 
 
 @dataclass
@@ -78,6 +78,8 @@ def show(ax, x, title: str, noise: bool = False) -> None:
 def main(argv: list[str]) -> None:
     o = VisualizeOptions()
     parse_args(argv, __doc__, o, config=False)
+    o.out = str(picture_path(o.out, "visualization.png"))
+    o.strip_out = str(picture_path(o.strip_out, "forward_process.png", "--strip_out"))
     import matplotlib
     matplotlib.use("Agg")  # never open a window
     import matplotlib.pyplot as plt

@@ -43,8 +43,8 @@ def write_zoo(folder):
     Image.fromarray((np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)).save(good / "i16.png")
     frames = [rgba.convert("RGB"), Image.new("RGB", (8, 8), (0, 0, 255))]
     frames[0].save(good / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
-    Image.new("RGBA", (16, 16), (255, 0, 0, 255)).save(good / "big.png")  # resized, nearest
-    Image.new("RGBA", (8, 4), (0, 255, 0, 255)).save(good / "wide.png")  # padded, not stretched
+    Image.new("RGBA", (16, 16), (255, 0, 0, 255)).save(good / "big.png")  # pixel-doubled: reduced exactly
+    Image.new("RGBA", (8, 4), (0, 255, 0, 255)).save(good / "wide.png")  # centred, not stretched
     bad.mkdir()
     (bad / "empty.png").write_bytes(b"")
     (bad / "text.png").write_text("not an image")
@@ -64,7 +64,8 @@ def test_every_mode_loads_and_bad_files_are_skipped(tmp_path):
     assert len(data.skipped) == n_bad
     assert sum(line.startswith("warning: skipping") for line in lines) == n_bad
     assert any(f"skipped {n_bad} of {n_good + n_bad}" in line for line in lines)
-    assert any("padded" in line and "never stretched" in line for line in lines)
+    assert any("centred" in line and "never stretched" in line for line in lines)
+    assert any("1 pixel-doubled images were reduced exactly" in line for line in lines)
 
 
 def test_transparency_composited_on_background_or_kept(tmp_path):
@@ -143,8 +144,9 @@ def test_unusable_folders_stop_with_one_sentence(tmp_path, setup, message):
 
 
 def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
-    """16x16 sprites train at 16x16 (not upscaled to 32); mixed sizes go to 32 with one line that says
-    what happened and how to pick another size; a size the UNet cannot take names the ones it can."""
+    """16x16 sprites train at 16x16 (not upscaled to 32); mixed sizes train at the commonest, and what
+    cannot be that size without resampling is skipped in one line that names it; strips of frames are
+    split; a size the UNet cannot take names the ones it can."""
     for i in range(3):
         Image.fromarray(sprite(16), "RGBA").save(tmp_path / f"{i}.png")
     lines = []
@@ -152,13 +154,21 @@ def test_one_size_trains_at_that_size_and_mixed_sizes_say_so(tmp_path):
     assert data.images.shape[-2:] == (16, 16) and lines == []
     Image.fromarray(sprite(24), "RGBA").save(tmp_path / "big.png")
     data = load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path))), log=lines.append)
-    assert data.images.shape[-2:] == (32, 32)
-    assert lines == ["4 images were resized to 32x32 with NEAREST (first: 0.png: resized 16 -> 32 "
-                     "(nearest)); --image_size=N trains at another size"]
+    assert data.images.shape == (3, 3, 16, 16)
+    assert lines == ["skipped 1 images that cannot be 16x16 without resampling (first: big.png "
+                     "(24x24)); --image_size=N trains at another size"]
+    strip = np.concatenate([sprite(16)] * 4, 1)  # 4 frames of an animation side by side
+    Image.fromarray(strip, "RGBA").save(tmp_path / "walk.png")
+    lines.clear()
+    data = load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path))), log=lines.append)
+    assert data.images.shape[0] == 3 + 4 and "1 strips were split into frames" in lines[1]
+    assert torch.equal(data.images[3], data.images[6])  # each frame whole, never squeezed
+    assert torch.equal(load_folder(*spec_of(preset("smoke", data_dir=str(tmp_path), image_size=32)),
+                                   log=lambda _: None).images[0, :, ::2, ::2], data.images[0])  # x2 exactly
     for p in tmp_path.glob("*.png"):
         p.unlink()
     Image.fromarray(sprite(18), "RGBA").save(tmp_path / "odd.png")
-    with pytest.raises(UserError, match="the images are 18x18.*--image_size=20"):
+    with pytest.raises(UserError, match="the images are mostly 18x18.*--image_size=20"):
         load_folder(*spec_of(preset("seed", data_dir=str(tmp_path))))
 
 

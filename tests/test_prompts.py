@@ -134,7 +134,8 @@ def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):
     (["--prompt_file=/no/such.txt"], "prompt file /no/such.txt does not exist"),
     (["--prompt=a red potion", "--model=pretrained/terrain"], "this model takes classes, not prompts "
                                                               "(condition=class): use --class=floor"),
-    (["--prompt=a red potion", "--class=book"], "--class=book and --prompt both say what to draw"),
+    (["--prompt=a red potion", "--class=book", "--model=pretrained"],
+     "--class=book and --prompt both say what to draw"),
 ])
 def test_bad_prompt_input_is_one_sentence(args, message, capsys):
     assert generate.main(args + ["--steps=2", "--num_images=1"]) == 2
