@@ -113,6 +113,7 @@ def make_sprites(m, out_root: Path, prompt: str, cls: str, guidance: float, seed
     """One click of "Make sprites": (gallery images with captions, native PNG paths, sheet path,
     a status line)."""
     from dataset import make_grid
+    from conditioning import unknown_words_line
     from sprites import SpriteRequest, Start, generate, read_sprite
     check_numbers(count=count, steps=steps, guidance=guidance, seed=seed, strength=strength)
     if palette == "file":
@@ -142,6 +143,9 @@ def make_sprites(m, out_root: Path, prompt: str, cls: str, guidance: float, seed
     shown = checkerboard(images.repeat(1, 1, 3, 3) if tileable else images, ZOOM // 2 if tileable else ZOOM)
     gallery = [(img, f"sprite_{i:02d}.png") for i, img in enumerate(shown)]
     status = f"{len(images)} sprites in {seconds:.1f} s (seed {int(seed)})"
+    note = unknown_words_line(m.condition, prompts)
+    if note:
+        status += f"; {note[len('note: '):]}"
     return gallery, files, str(sheet), status
 
 

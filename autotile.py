@@ -45,6 +45,7 @@ class TilesetRequest:
     sampler: str = SAMPLER
     steps: int = 0
     resample: int = 2  # RePaint resamplings of each step in the repainted band
+    progress: bool = False  # a progress bar (with its time left) for each sampling pass
 
 
 # ----------------------------------------------------------------------------- the two sets
@@ -142,7 +143,8 @@ def textures(m: Loaded, req: TilesetRequest) -> torch.Tensor:
     like its terrain (class models; else the one that wraps best)."""
     from metrics import seam_ratio as wrap_ratio
     wanted = [t for t in (req.a, req.b) for _ in range(CANDIDATES)]
-    drawn, _ = generate(m, SpriteRequest(wanted, req.seed, req.sampler, req.steps, tileable=True))
+    drawn, _ = generate(m, SpriteRequest(wanted, req.seed, req.sampler, req.steps, tileable=True,
+                                         progress=req.progress))
     wraps = torch.tensor([wrap_ratio(x[None]) for x in drawn]).view(2, CANDIDATES)
     drawn = drawn.view(2, CANDIDATES, *drawn.shape[1:])
     score = -wraps
@@ -207,7 +209,8 @@ def make_sets(m: Loaded, req: TilesetRequest, tex: torch.Tensor, independent: bo
         cond, null = m.condition.encode([None] * len(chosen))
         sreq = SampleRequest(len(chosen), cond, null, req.seed, req.sampler, req.steps, guidance=1.0,
                              init=to_unit(cut[chosen]), strength=0.6 if independent else BLEND,
-                             mask=None if independent else repaint[chosen].float(), resample=req.resample)
+                             mask=None if independent else repaint[chosen].float(), resample=req.resample,
+                             progress=req.progress)
         drawn = postprocess(to_uint8(sample(m.net, m.scheduler, sreq)), m, "data")
         out = cut.clone()
         out[chosen] = torch.where(repaint[chosen], drawn, cut[chosen])  # the rest stays the cut exactly

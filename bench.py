@@ -21,7 +21,9 @@ The one prepared check for a GPU machine runs in a single call of --minutes:
 bench at batch 16 and at the best batch of a sweep, the seed preset's 500 epochs at that batch (lr
 scaled) timed and scored by FD-Lite0 against the item icons, then the gpu preset for the minutes left,
 scored by the held-out test; it writes check.log, bench.json, seed.json, seed.png, gpu.json and
-gpu.png into that folder. With --quick it runs the same steps at smoke sizes on a CPU (tested).
+gpu.png into that folder. With --lpc=FOLDER (LPC layers, carried to the GPU machine) it also trains the
+character preset for a third of the time left and runs its walk test (characters.json). With --quick it
+runs the same steps at smoke sizes on a CPU (tested).
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ class BenchOptions:
                                               "img/s and MFU")
     gpu_check: str = option("", "run the prepared GPU check, writing its files into this folder")
     minutes: float = option(9.0, "--gpu_check: the whole check's budget")
+    lpc: str = option("", "--gpu_check: an LPC layer folder; the check then also trains the character "
+                          "preset for a third of the minutes left and runs its walk test")
     json: str = option("", "also write the results to this JSON file")
 
 
@@ -322,6 +326,14 @@ def gpu_check(opts: BenchOptions, data_dir: str) -> None:
     log(f"seed preset, 500 epochs at batch {best}: {stats['steps']} steps in {stats['seconds']:.1f} s, "
         f"FD-Lite0 {stats['fd_lite0']:.0f} (floor {stats['floor_fd']:.0f})")
 
+    if opts.lpc:
+        left = (opts.minutes - (time.time() - t0) / 60) / 3
+        walk = character_check(opts, runs, max(left - (0.02 if opts.quick else 1.0), 0.01), out)
+        log(f"character preset, {walk['training_seconds'] / 60:.1f} min at batch {walk['batch_size']}: "
+            f"{walk['steps']} steps; walk test on unseen combinations: silhouette IoU "
+            f"{walk['combo']['model']['iou']:.3f} (copy {walk['combo']['copy']['iou']:.3f}), colour "
+            f"{walk['combo']['model']['colour']:.1%}; unseen layers IoU {walk['layer']['model']['iou']:.3f}")
+
     left = opts.minutes - (time.time() - t0) / 60 - (0.05 if opts.quick else 2.0)  # 2 min to score
     gpu = preset("smoke" if opts.quick else "gpu", **small, max_minutes=max(left, 0.01),
                  condition="text", channels=4, out_dir=runs, run_name="gpu",
@@ -339,6 +351,31 @@ def gpu_check(opts: BenchOptions, data_dir: str) -> None:
         f"{stats['unseen']['class_accuracy']:.0%}, colour {stats['unseen']['colour_accuracy']:.0%}")
     log(f"done in {(time.time() - t0) / 60:.1f} min; files: " + ", ".join(sorted(p.name for p in out.iterdir()
                                                                            if p.is_file())))
+
+
+def character_check(opts: BenchOptions, runs: str, minutes: float, out: Path) -> dict:
+    """The character preset trained for `minutes` at a GPU's batch (lr scaled), then its walk test on
+    held-out characters; writes characters.json."""
+    import torch
+    import tables
+    from config import preset
+    from model import load_model
+    from trainer import train
+    quick = dict(characters=3, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                 norm_num_groups=8, attention_head_dim=8, max_steps=2, mixed_precision="no") if opts.quick else {}
+    batch = 4 if opts.quick else 128
+    cfg = preset("character", data_dir=opts.lpc, batch_size=batch, lr=8e-4 * (batch / 16) ** 0.5,
+                 max_minutes=minutes, sample_every=0, num_samples=0, out_dir=runs, run_name="characters",
+                 **{"max_steps": 100000, **quick})
+    train(cfg, Path(runs) / "characters")
+    ckpt = torch.load(Path(runs) / "characters" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    m = load_model(Path(runs) / "characters")
+    report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0),
+                              opts.lpc, 2 if opts.quick else 20)
+    report.pop("example")
+    stats = {"steps": ckpt["step"], "training_seconds": ckpt["seconds"], "batch_size": batch, **report}
+    (out / "characters.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
 
 
 def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opts: BenchOptions) -> dict:

@@ -178,8 +178,9 @@ def main(argv: list[str]) -> None:
     from metrics import features, score
     if o.samples:
         from dataset import load_folder
-        data = load_folder(o.data_dir or "data/dcss_items", ModelSpec(), log=lambda _: None)
-        samples = load_folder(o.samples, ModelSpec(image_size=data.images.shape[-1]), log=print).images
+        samples = load_folder(o.samples, ModelSpec(), log=print).images  # at their own size
+        data = load_folder(o.data_dir or "data/dcss_items", ModelSpec(image_size=samples.shape[-1]),
+                           log=lambda _: None)
         report = {**score(samples, data.images), "options": dataclasses.asdict(o)}
         tables.print_report(report)
         nearest(samples, data.images, o)
@@ -206,7 +207,9 @@ def main(argv: list[str]) -> None:
     else:
         m, data = model_and_data(o)
         samples, labels = tables.samples_and_data(m, data, o)
-        report = {**score(samples, data.images, labels=labels), "options": dataclasses.asdict(o)}
+        snapped = m.palette if o.palette == "data" else None
+        report = {**score(samples, data.images, labels=labels, palette=snapped),
+                  "options": dataclasses.asdict(o)}
         tables.print_report(report)
         nearest(samples, data.images, o)
     if o.json:

@@ -99,6 +99,7 @@ def main(argv: list[str]) -> None:
     out = picture_path(o.out, "generated_images.png")
     from devices import choose_device
     from model import load_model
+    from conditioning import unknown_words_line
     from sprites import SpriteRequest, check, generate, save, start_from
     req = SpriteRequest([], o.seed, o.sampler, o.steps, o.guidance, o.palette, o.negative_prompt,
                         tileable=o.tileable, progress=True)
@@ -108,6 +109,9 @@ def main(argv: list[str]) -> None:
     print(f"model: {m.source} ({m.why})")
     m.net.to(device)
     rows, req.wanted = m.condition.request(o.classes, prompts, o.num_images)
+    note = unknown_words_line(m.condition, prompts)
+    if note:
+        print(note)
     req.start = start_from(m.spec, o.init, o.mask, o.extend, o.by, o.strength, o.resample)
     images, raw = generate(m, req)
     written = save(images, raw, rows, o.num_images, out, o.scale, o.tileable)

@@ -146,10 +146,13 @@ def colour_counts(images: torch.Tensor) -> np.ndarray:
     return np.array(counts)
 
 
-def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8) -> float:
+def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8,
+                palette: torch.Tensor | None = None) -> float:
     """Share of (opaque) sample pixels farther than `tolerance` levels (max over R,G,B) from every
-    colour that occurs in the data. A 256^3 table of the data's colours, dilated by the tolerance
-    along each axis (a running sum), answers each pixel with one lookup."""
+    colour that occurs in the data or in `palette` (K x 3, the colours the samples were snapped to:
+    median cut averages the data's colours, so its entries need not occur in the data). A 256^3 table
+    of those colours, dilated by the tolerance along each axis (a running sum), answers each pixel with
+    one lookup."""
     def colours(images):
         p = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
         return (p[p[:, 3] > 127] if images.shape[1] == 4 else p)[:, :3].long()
@@ -159,6 +162,8 @@ def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8) -
         return 0.0
     near = torch.zeros(256, 256, 256, dtype=torch.int32)
     d = colours(data)
+    if palette is not None:
+        d = torch.cat([d, palette.long()])
     near[d[:, 0], d[:, 1], d[:, 2]] = 1
     for axis in range(3):  # a box of 2 * tolerance + 1 along each axis, from a running sum
         c = near.movedim(axis, -1).cumsum(-1, dtype=torch.int32)
@@ -196,9 +201,11 @@ def floor_images(data: torch.Tensor, n: int) -> torch.Tensor:
     return data.flip(-1)[perm[:min(n, len(data))]]
 
 
-def score(samples: torch.Tensor, data: torch.Tensor, net=None, labels: tuple | None = None) -> dict:
+def score(samples: torch.Tensor, data: torch.Tensor, net=None, labels: tuple | None = None,
+          palette: torch.Tensor | None = None) -> dict:
     """Every metric for samples against data, each beside its floor (the data's mirror image); with
-    labels (the samples' classes, the data's, the class names) also the per-class diversity."""
+    labels (the samples' classes, the data's, the class names) also the per-class diversity; palette:
+    the colours the samples were snapped to (off_palette)."""
     from scipy.stats import wasserstein_distance
     net = net or lite0()
     ref = floor_images(data, len(samples))
@@ -213,7 +220,7 @@ def score(samples: torch.Tensor, data: torch.Tensor, net=None, labels: tuple | N
                         "nn_ratio": nn_ratio(s, data) if name == "samples" else None,
                         "colours_w1": wasserstein_distance(colour_counts(s), colour_counts(data)),
                         "colours_mean": float(colour_counts(s).mean()),
-                        "off_palette": off_palette(s, data),
+                        "off_palette": off_palette(s, data, palette=palette if name == "samples" else None),
                         "semi_transparent": semi_transparent(s)}
     report["data"] = {"colours_mean": float(colour_counts(data).mean()),
                       "semi_transparent": semi_transparent(data)}

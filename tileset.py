@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
     from model import load_model
     m = load_model(o.model)
     print(f"model: {m.source} ({m.why})")
-    req = autotile.TilesetRequest(*o.terrains, o.seed, o.sampler, o.steps)
+    req = autotile.TilesetRequest(*o.terrains, o.seed, o.sampler, o.steps, progress=True)
     t = autotile.tileset(m, req, o.width, o.height, out)
     print(t.summary())
     print("wrote " + ", ".join(map(str, t.written)))

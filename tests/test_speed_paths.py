@@ -91,11 +91,17 @@ def test_the_prepared_gpu_check_runs_end_to_end_at_smoke_size(tmp_path, monkeypa
     import bench
     from conftest import SMALL_DATA
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    from test_characters import LPC
     out = tmp_path / "check"
+    lpc = [f"--lpc={LPC}"] if LPC.is_dir() else []  # real layers where they exist (CI has them)
     assert bench.main([f"--gpu_check={out}", "--quick", f"--data_dir={SMALL_DATA}", "--minutes=0.5",
-                       "--timed_steps=1"]) == 0
+                       "--timed_steps=1", *lpc]) == 0
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench.json", "check.log", "gpu.json", "gpu.png", "seed.json", "seed.png"]  # <= 8
+    assert files == sorted(["bench.json", "check.log", "gpu.json", "gpu.png", "seed.json", "seed.png",
+                            *(["characters.json"] if lpc else [])])  # <= 8 come back
+    if lpc:
+        walk = json.loads((out / "characters.json").read_text())
+        assert 0 <= walk["combo"]["model"]["iou"] <= 1 and walk["steps"] == 2
     b = json.loads((out / "bench.json").read_text())
     assert [r["batch_size"] for r in b["batches"]] == [2, 4] and all(r["mfu"] > 0 for r in b["batches"])
     assert b["peak_of"] == "fp32 1024^3 matmul" and "torch" in b

@@ -61,7 +61,7 @@ class Pointwise(torch.nn.Module):
     def __init__(self, ramp: bool):
         super().__init__()
         self.w = torch.nn.Parameter(torch.tensor(0.5))
-        self.config = type("Config", (), {"sample_size": 8, "in_channels": 3})()
+        self.config = type("Config", (), {"sample_size": 8, "out_channels": 3})()
         self.ramp = torch.linspace(-0.3, 0.3, 8) if ramp else torch.zeros(8)
 
     def forward(self, x, t):
