@@ -141,6 +141,9 @@ class RunSpec:
                                       "(for classifier-free guidance)")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
+    init: str = option("", "start from this trained model's weights (a run or an export, e.g. "
+                           "pretrained) with a fresh optimiser; the run keeps that model's options "
+                           "(image_size may change)")
     lr: float = option(1e-4, "Adam learning rate (after warm-up)")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
     batch_size: int = option(16, "images per step (per process)")

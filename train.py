@@ -10,6 +10,7 @@ Usage:
     python train.py --preset=cpu --latent=runs/vae   # then the UNet on its latents
     python train.py --preset=cpu --data_dir=path/to/my/sprites --run_name=mine
     python train.py --resume --run_name=mine --max_steps=9000   # continue a run exactly where it stopped
+    python train.py --init=pretrained --data_dir=path/to/my/sprites --max_minutes=10   # fine-tune
     accelerate launch --num_processes=2 train.py ...          # several GPUs or processes
 
 Writes runs/<run_name>/: config.json (the model and run specs), palette.hex (the data's colours),
@@ -55,13 +56,15 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
         saved = config_mod.load(run / "config.json")
         changes = {k: v for k, v in given.items() if k in config_mod.RUN_KEYS}
         return dataclasses.replace(saved, run=dataclasses.replace(saved.run, **changes)), run, True
+    if cfg.run.init:
+        cfg = from_init(cfg, given)
     name = cfg.run.run_name
     if not name:  # a timestamp; two runs started in the same second get their own folders
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{given.get('preset', 'seed')}"
         name = next(n for n in (stamp, *(f"{stamp}-{i}" for i in range(2, 1000)))
                     if not (Path(cfg.run.out_dir) / n).exists())
     run = Path(cfg.run.out_dir) / name
-    if "preset" not in given:
+    if "preset" not in given and not cfg.run.init:
         print("note: no --preset, so the seed preset: the original script's 14.7M UNet for 500 epochs, "
               "hours on a CPU; --preset=cpu trains a 2.6M model in about an hour (--help lists presets)")
     from accelerate import PartialState  # the other processes of a launch find the main one's run
@@ -69,6 +72,21 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
         raise UserError(f"run folder {run} already holds a run; use --resume to continue it, "
                         "--overwrite to start it again, or another --run_name")
     return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_name=name)), run, False
+
+
+def from_init(cfg: Config, given: dict) -> Config:
+    """A run that starts from a trained model (--init) takes that model's spec: the weights must fit.
+    The image size may change (the networks are convolutional); other model options may not."""
+    from model import load_model
+    m = load_model(cfg.run.init)
+    fixed = sorted(set(given) & MODEL_KEYS - {"image_size"})
+    if fixed:
+        raise UserError(f"a run from --init={cfg.run.init} keeps that model's options; drop "
+                        f"--{', --'.join(fixed)} (--image_size may change)")
+    spec = dataclasses.replace(m.spec, image_size=given.get("image_size", 0))
+    print(f"init: {m.source} ({m.spec.condition} model, {m.spec.image_size}x{m.spec.image_size}"
+          f"{f', trained {m.steps} steps' if m.steps else ''}), a fresh optimiser")
+    return dataclasses.replace(cfg, model=spec)
 
 
 @script

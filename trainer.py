@@ -279,6 +279,8 @@ def make_networks(cfg: Config, num_classes: int, acc) -> tuple:
     run = cfg.run
     torch.manual_seed(run.seed)
     net = build(cfg.model, num_classes)
+    if run.init:
+        start_from(net, run.init)
     ema = EMA(net, run.ema_decay)
     opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
     net, opt = acc.prepare(net, opt)
@@ -311,6 +313,18 @@ class SlowdownWatch:
                     f"--resume keeps a run steady while sharing it")
         self.best = min(self.best, per_step)
         return ""
+
+
+def start_from(net, init: str) -> None:
+    """--init: the trained model's weights into the new network (the EMA starts from them too)."""
+    from model import load_model
+    m = load_model(init)
+    try:
+        net.load_state_dict(m.net.state_dict())
+    except RuntimeError as e:  # another number of classes, another architecture
+        first = str(e).split("\n")[1].strip() if "\n" in str(e) else str(e)
+        raise UserError(f"--init={init}: its weights do not fit this run's network ({first}); a class "
+                        "model fine-tunes on data with the same classes") from None
 
 
 def check_budget(run: RunSpec, folder: Path, step: int, seconds: float, total: int) -> None:

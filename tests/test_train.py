@@ -143,3 +143,26 @@ def test_every_sampler_keeps_images_in_range(tiny_cfg, name):
     unet = build(tiny_cfg.model).eval()
     x = sample(unet, build_scheduler(tiny_cfg.model), SampleRequest(4, sampler=name, steps=10))
     assert x.abs().max() <= 1.0 + 1e-4
+
+
+def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, cond_run, tmp_path, capsys):
+    import train
+    from conftest import SMALL_DATA
+    from model import load_model
+    import torch
+    base = [f"--data_dir={SMALL_DATA}", f"--out_dir={tmp_path}", "--max_steps=1", "--num_samples=0",
+            "--lr=1e-12", "--ema_decay=1"]
+    assert train.main([f"--init={prompt_run}", "--run_name=ft", *base]) == 0
+    assert "init: " in capsys.readouterr().out
+    before, after = load_model(prompt_run).net.state_dict(), load_model(tmp_path / "ft").net.state_dict()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)  # its weights, carried on
+    assert load_model(tmp_path / "ft").spec == load_model(prompt_run).spec
+    assert train.main([f"--init={prompt_run}", "--run_name=x", "--layers_per_block=3", *base]) == 2
+    assert "keeps that model's options; drop --layers_per_block" in capsys.readouterr().err
+    one_class = tmp_path / "one" / "potion"  # another number of classes than the class model's
+    one_class.mkdir(parents=True)
+    for p in sorted((SMALL_DATA / "potion").glob("*.png")):
+        (one_class / p.name).write_bytes(p.read_bytes())
+    assert train.main([f"--init={cond_run}", "--run_name=y", *base, f"--data_dir={one_class.parent}"]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit this run's network" in err and err.count("\n") == 1
