@@ -100,6 +100,10 @@ def stand_in_conditions(cfg: Config, n: int, classes: list[str]) -> dict:
     condition = for_model(cfg.model, classes)
     condition.table = {"hidden": torch.zeros(1, TEXT_TOKENS, TEXT_DIM), "mask": torch.ones(1, TEXT_TOKENS),
                        "pooled": torch.zeros(1, TEXT_DIM)}
+    if condition.kind == "character":  # (caption, frame, reference) rows of one blank reference
+        size = cfg.model.image_size
+        condition.refs = torch.zeros(1, cfg.model.channels, size, size)
+        return condition.inputs(torch.zeros(n, 3, dtype=torch.long))
     return condition.inputs(torch.zeros(n, dtype=torch.long))
 
 
@@ -120,10 +124,12 @@ def train_flops(cfg: Config, classes: list[str], device) -> float:
     return counter.get_total_flops()
 
 
-def seed_round(cfg: Config, device, opts: BenchOptions) -> float:
+def seed_round(cfg: Config, classes: list[str], device, opts: BenchOptions) -> float:
     """Seconds per step of the original seed script's loop, reproduced: PIL files opened per item,
     torchvision Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a
-    DataLoader of batch 16 with shuffling, eager fp32, Adam, MSE on the noise."""
+    DataLoader of batch 16 with shuffling, eager fp32, Adam, MSE on the noise; on the same network
+    as the repo's loop (its channels and its condition, given stand-in conditions), so that the two
+    differ by their loops alone."""
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -134,21 +140,24 @@ def seed_round(cfg: Config, device, opts: BenchOptions) -> float:
     from model import build, build_scheduler
     files = [p for root in data_dirs(cfg.run.data_dir) for p, _ in list_images(root)]
     size = cfg.model.image_size
-    tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(),
-                    T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
 
     class SeedDataset(Dataset):
         def __len__(self):
             return len(files)
 
         def __getitem__(self, i):
-            return tf(Image.open(files[i]).convert("RGB"))
+            return tf(Image.open(files[i]).convert(mode))
 
+    mode = "RGBA" if cfg.model.channels == 4 else "RGB"
+    tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(),
+                    T.ToTensor(), T.Normalize([0.5] * len(mode), [0.5] * len(mode))])
     torch.manual_seed(cfg.run.seed)
-    unet = build(dataclasses.replace(cfg.model, channels=3, condition="none")).to(device)
+    unet = build(cfg.model, len(classes)).to(device)
+    cond = {k: v if v is None else v.to(device)
+            for k, v in stand_in_conditions(cfg, cfg.run.batch_size, classes).items()}
     scheduler = build_scheduler(cfg.model)
     opt = torch.optim.Adam(unet.parameters(), lr=cfg.run.lr)
-    loader = DataLoader(SeedDataset(), batch_size=cfg.run.batch_size, shuffle=True)
+    loader = DataLoader(SeedDataset(), batch_size=cfg.run.batch_size, shuffle=True, drop_last=True)
     batches = iter(())
 
     def step():
@@ -160,7 +169,7 @@ def seed_round(cfg: Config, device, opts: BenchOptions) -> float:
         x = x.to(device)
         noise = torch.randn_like(x)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x.shape[0],), device=device)
-        loss = F.mse_loss(unet(scheduler.add_noise(x, noise, t), t).sample, noise)
+        loss = F.mse_loss(unet(scheduler.add_noise(x, noise, t), t, **cond).sample, noise)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -243,7 +252,7 @@ def run_bench(cfg: Config, opts: BenchOptions) -> dict:
     print(f"device: {name}, torch {torch.__version__}; model {result['params_M']:.2f}M params, "
           f"{result['gflop_per_step']:.1f} GFLOP per training step at batch {batch}; peak "
           f"{result['peak_gflops']:.0f} GFLOPS ({result['peak_of']})")
-    loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, device, opts)}
+    loops = {"seed (PIL + DataLoader, eager fp32)": lambda: seed_round(cfg, classes, device, opts)}
     for v in opts.variants:
         loops[f"repo: {v}"] = lambda v=v: repo_round(variant(cfg, v), opts)
     rows = compare_loops(loops, cfg, opts)

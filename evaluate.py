@@ -64,7 +64,8 @@ class EvalOptions(SamplingOptions):
                                "and --held_out: data/dcss_items, the yardstick)")
     num_samples: int = option(0, "samples to score; 0: as many as the data has images")
     captions: bool = option(False, "text models: prompt with the reference data's own captions in "
-                                   "turn (one sample per icon), not the class names")
+                                   "turn (one sample per icon), not the class names; --walk_test: "
+                                   "each walk drawn with its character's caption too")
     sampler_sweep: tuple[str, ...] = option((), "e.g. dpm-10,ddim-50,ddpm-1000: FD-Lite0 and seconds "
                                                 "of each, instead of the score table")
     guidance_sweep: tuple[float, ...] = option((), "e.g. 1,2,3,5: class accuracy (linear probe) and "
@@ -131,6 +132,7 @@ def walk_test(o: EvalOptions) -> dict:
     check_model(m)
     print(f"model: {m.source} ({m.why})")
     r = tables.walk_test(m, o, o.walk_test, o.num_samples or 20)
+    print("walks drawn from the standing frame" + (" and the caption" if o.captions else " alone"))
     drawn, truth = r.pop("example")
     for split, name in (("combo", "unseen combinations"), ("layer", "unseen layers")):
         s = r[split]

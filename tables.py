@@ -358,8 +358,9 @@ def prompt_diversity(m: Loaded, o, prompts: list[str], classes: list[str], data:
 def walk_test(m: Loaded, o, lpc_dir: str, n: int) -> dict:
     """The character test: n held-out characters of each split (unseen combinations of training
     layers; characters wearing a held-out layer), each walk drawn from its true standing frame as
-    animate.py --init draws it, scored against the exact truth beside two baselines: the standing
-    frame copied to every frame, and the side rows mirrored from each other's truth."""
+    animate.py --init draws it (with o.captions, also given its caption, as --init with --prompt),
+    scored against the exact truth beside two baselines: the standing frame copied to every frame,
+    and the side rows mirrored from each other's truth."""
     from animation import WalkRequest, walk_cycle
     from characters import DIRECTIONS, DOWN, Layers
     from metrics import walk_scores
@@ -371,8 +372,9 @@ def walk_test(m: Loaded, o, lpc_dir: str, n: int) -> dict:
         truth = torch.from_numpy(np.stack([lib.walk(c) for c in chars])).permute(0, 1, 2, 5, 3, 4)
         start = time.perf_counter()
         drawn = torch.stack([walk_cycle(m, WalkRequest(reference=t[DOWN, 0], seed=o.seed + i,
-                                                       sampler=o.sampler, steps=o.steps))
-                             for i, t in enumerate(truth)])
+                                                       sampler=o.sampler, steps=o.steps,
+                                                       prompt=c.caption if o.captions else ""))
+                             for i, (t, c) in enumerate(zip(truth, chars))])
         seconds = (time.perf_counter() - start) / n
         copy = truth[:, DOWN, 0][:, None, None].expand_as(truth)
         mirror = copy.clone()
