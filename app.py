@@ -390,6 +390,11 @@ def screenshot(m, path: Path) -> None:
         page.get_by_text("settings").click()  # the next click asks for other sprites: seed 1
         page.fill("#seed input", "1")
         second = click_make(page, 8)
+        # the gallery fills before the page leaves its pending state (results faded): wait for the
+        # status line of this click and for no element still marked pending
+        page.wait_for_function("document.querySelector('#status').innerText.includes('seed 1')",
+                               timeout=60_000)
+        page.wait_for_function("!document.querySelector('.pending, .generating, .eta-bar')", timeout=60_000)
         print(f"click to sprites: first {first:.1f} s, next {second:.1f} s (8 sprites, default settings, "
               f"{torch.get_num_threads()} threads)")
         path.parent.mkdir(parents=True, exist_ok=True)
