@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from config import GUIDANCE, OUTPUTS, SAMPLER, SAMPLER_STEPS, folder_path, option, parse_args, script
+from config import OUTPUTS, SAMPLER, SAMPLER_STEPS, WALK_GUIDANCE, folder_path, option, parse_args, script
 
 CHARACTERS = "pretrained/characters"  # the shipped character model
 
@@ -35,7 +35,8 @@ class AnimateOptions:
     seed: int = option(0, "seed of the starting noise")
     sampler: str = option(SAMPLER, f"{' | '.join(SAMPLER_STEPS)}")
     steps: int = option(0, "sampler steps; 0: the sampler's default")
-    guidance: float = option(GUIDANCE, "classifier-free guidance on the caption")
+    guidance: float = option(WALK_GUIDANCE, "classifier-free guidance towards the caption and the "
+                                            "standing frame (1: none)")
     palette: str = option("reference", "reference (the standing frame's own colours) | data | none | a "
                                        ".hex or .gpl file")
     out: str = option(f"{OUTPUTS}/animate", "the folder the files go to")

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from characters import DIRECTIONS, DOWN, FRAME, FRAME_NAMES, SHEET, WALK_FRAMES, WALK_ROW, sheet_of
-from config import GUIDANCE, SAMPLER, UserError
+from config import SAMPLER, WALK_GUIDANCE, UserError
 from conditioning import STANDING
 from dataset import to_unit
 from model import Loaded
@@ -43,7 +43,7 @@ class WalkRequest:
     seed: int = 0
     sampler: str = SAMPLER
     steps: int = 0
-    guidance: float = GUIDANCE  # on the caption; a walk from a reference without a prompt takes 1
+    guidance: float = WALK_GUIDANCE  # towards the caption and, for the walk, the standing frame
     palette: str = "reference"
     progress: bool = False
 
@@ -74,7 +74,7 @@ def walk_cycle(m: Loaded, req: WalkRequest) -> torch.Tensor:
         ref = images[0]
     others = [f for f in range(len(FRAME_NAMES)) if f != standing]
     wanted = [(prompt, f, to_unit(ref)) for f in others]
-    frames, raw = generate(m, SpriteRequest(wanted, guidance=req.guidance if prompt else 1.0,
+    frames, raw = generate(m, SpriteRequest(wanted, guidance=req.guidance,
                                             palette="none" if req.palette == "reference" else req.palette,
                                             **common))
     if req.palette == "reference":

@@ -237,6 +237,15 @@ def sprites_tab(m, out_root: Path) -> None:
                        editor, strength, tileable], api_name="make_sprites")
 
 
+def results_column(name: str, shown: str, files: str) -> tuple:
+    """A tab's right-hand column: (its status line, a gallery of pictures, its files to download)."""
+    import gradio as gr
+    with gr.Column(scale=2):
+        return (gr.Markdown(elem_id=f"{name}-status"),
+                gr.Gallery(label=shown, columns=1, format="png", elem_id=f"{name}-gallery"),
+                gr.File(label=files, file_count="multiple", elem_id=f"{name}-files"))
+
+
 def tileset_tab(m, out_root: Path) -> None:
     import gradio as gr
     with gr.Row():
@@ -245,12 +254,8 @@ def tileset_tab(m, out_root: Path) -> None:
             b = gr.Dropdown(m.classes, value=m.classes[-1], label="meets terrain", elem_id="terrain-b")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="tileset-seed")
             make = gr.Button("Make tileset", variant="primary", elem_id="make-tileset")
-        with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="tileset-status")
-            picture = gr.Gallery(label="the map, the corner set, the blob set", columns=1, format="png",
-                                 elem_id="tileset-gallery")
-            files = gr.File(label="for Tiled: sheets, .tsx tilesets, .tmx map", file_count="multiple",
-                            elem_id="tileset-files")
+        status, picture, files = results_column("tileset", "the map, the corner set, the blob set",
+                                                "for Tiled: sheets, .tsx tilesets, .tmx map")
 
     def on_make(terrain_a, terrain_b, seed, progress=gr.Progress(track_tqdm=True)):
         return make_tileset(m, out_root, terrain_a, terrain_b, seed)
@@ -281,12 +286,8 @@ def walk_tab(m, out_root: Path) -> None:
                                 info="e.g. a man with blond hair, a red shirt and teal pants")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="walk-seed")
             make = gr.Button("Make walk cycle", variant="primary", elem_id="make-walk")
-        with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="walk-status")
-            shown = gr.Gallery(label="the sheet and the walk in each direction", columns=1, format="png",
-                               elem_id="walk-gallery")
-            files = gr.File(label="sheet.png, GIFs, Aseprite JSON, Godot .tres", file_count="multiple",
-                            elem_id="walk-files")
+        status, shown, files = results_column("walk", "the sheet and the walk in each direction",
+                                              "sheet.png, GIFs, Aseprite JSON, Godot .tres")
 
     def on_make(sprite, prompt, seed, progress=gr.Progress(track_tqdm=True)):
         return make_walk(m, out_root, sprite, prompt, seed)

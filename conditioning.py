@@ -263,7 +263,8 @@ class CharacterCondition(TextCondition):
 
     def encode(self, wanted: list, negative: str = "") -> tuple[dict, dict]:
         """Each wanted (prompt, frame, reference); the null has the negative prompt (or none), the
-        same frame and the same reference: guidance pushes towards the caption."""
+        same frame and no reference: guidance pushes towards the caption and the standing frame
+        (measured: RESULTS.md, characters)."""
         prompts = [w[0] or "" for w in wanted]
         texts = list(dict.fromkeys([*prompts, negative]))
         table = encode_text(texts)
@@ -273,8 +274,8 @@ class CharacterCondition(TextCondition):
         frames = torch.tensor([w[1] for w in wanted])
         ref_rows = torch.tensor([len(wanted) if w[2] is None else i for i, w in enumerate(wanted)])
         cond = self.inputs(torch.stack([rows, frames, ref_rows], 1), table, refs)
-        null = self.inputs(torch.stack([torch.full_like(rows, texts.index(negative)), frames, ref_rows], 1),
-                           table, refs)
+        null = self.inputs(torch.stack([torch.full_like(rows, texts.index(negative)), frames,
+                                        torch.full_like(ref_rows, len(wanted))], 1), table, refs)
         return cond, null
 
     @staticmethod
