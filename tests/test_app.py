@@ -200,10 +200,12 @@ def test_the_server_prints_no_share_hint(m, capfd):
     assert "share=True" not in out.out + out.err
 
 
-def test_the_readme_api_example_runs_against_the_page(m, char_run, lpc, tmp_path):
+def test_the_readme_api_example_runs_against_the_page(m, char_run, lpc, tmp_path, monkeypatch):
     """The README's gradio_client lines, word for word, against a page started here on 127.0.0.1
     (its address and the sprite's path put in): each action answers as an API call."""
+    import config
     from conftest import ROOT
+    monkeypatch.setitem(config.SAMPLER_STEPS, "dpm", 2)  # the page's default steps: 2, for time
     from test_characters import hero
     readme = (ROOT / "README.md").read_text()
     code = readme.split("### The page's API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
