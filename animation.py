@@ -26,6 +26,7 @@ from characters import DIRECTIONS, DOWN, FRAME, FRAME_NAMES, SHEET, WALK_FRAMES,
 from config import SAMPLER, WALK_GUIDANCE, UserError
 from conditioning import STANDING
 from dataset import to_unit
+from devices import autocast
 from model import Loaded
 from palette import load_palette, snap
 
@@ -56,9 +57,15 @@ def check_model(m: Loaded) -> None:
 
 def walk_cycle(m: Loaded, req: WalkRequest) -> torch.Tensor:
     """uint8 4 x 9 x 4 x H x W: rows up, left, down, right; the standing frame facing down is the
-    reference (drawn from the prompt when there is none)."""
-    from sprites import SpriteRequest, generate
+    reference (drawn from the prompt when there is none). Sampled under bf16 autocast where that is
+    fast (devices.autocast)."""
     check_model(m)
+    with autocast(next(m.net.parameters()).device):  # the model trained in bf16
+        return _walk_cycle(m, req)
+
+
+def _walk_cycle(m: Loaded, req: WalkRequest) -> torch.Tensor:
+    from sprites import SpriteRequest, generate
     if req.palette not in ("reference", "data", "none"):
         load_palette(req.palette)
     if req.reference is None and not req.prompt.strip():

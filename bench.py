@@ -379,7 +379,8 @@ def character_check(opts: BenchOptions, runs: str, minutes: float, out: Path) ->
     train(cfg, Path(runs) / "characters")
     ckpt = torch.load(Path(runs) / "characters" / "checkpoint.pt", map_location="cpu", weights_only=True)
     m = load_model(Path(runs) / "characters")
-    report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0),
+    report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0,
+                                                 captions=False),
                               opts.lpc, 2 if opts.quick else 20)
     report.pop("example")
     stats = {"steps": ckpt["step"], "training_seconds": ckpt["seconds"], "batch_size": batch, **report}

@@ -8,9 +8,9 @@ Usage:
     python train.py --preset=cpu --backbone=dit      # a diffusion transformer (DiT) instead of the UNet
     python train.py --preset=vae --run_name=vae      # latent diffusion: first the autoencoder,
     python train.py --preset=cpu --latent=runs/vae   # then the UNet on its latents
+    python train.py --init=pretrained --data_dir=path/to/my/sprites --max_minutes=10   # fine-tune
     python train.py --preset=cpu --data_dir=path/to/my/sprites --run_name=mine
     python train.py --resume --run_name=mine --max_steps=9000   # continue a run exactly where it stopped
-    python train.py --init=pretrained --data_dir=path/to/my/sprites --max_minutes=10   # fine-tune
     accelerate launch --num_processes=2 train.py ...          # several GPUs or processes
 
 Writes runs/<run_name>/: config.json (the model and run specs), palette.hex (the data's colours),

@@ -18,7 +18,8 @@ SHIPPED = ROOT / "pretrained"
 
 def test_shipped_files_match_their_checksums():
     sums = sorted(SHIPPED.rglob("SHA256SUMS"))
-    assert [p.parent for p in sums] == [SHIPPED, SHIPPED / "terrain"]  # the default and the tile model
+    # the default, the character and the tile model
+    assert [p.parent for p in sums] == [SHIPPED, SHIPPED / "characters", SHIPPED / "terrain"]
     for path in sums:
         lines = path.read_text().splitlines()
         assert len(lines) >= 5
@@ -49,6 +50,9 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
+WALK_DIGEST = "to-be-pinned"
+
+
 def digest(images: torch.Tensor) -> str:
     return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -74,3 +78,21 @@ def test_the_shipped_models_draw_the_same_sprites_bit_for_bit():
                                             start=Start(init, mask, 1.0, 2)))[0]) == "3a36bff71234e866"
     assert digest(sprites.generate(t, SpriteRequest(ask(t), 2, "ddim", 6, 3.0, "data",
                                             start=Start(init, None, 0.5, 0)))[0]) == "c38763ca356c1e1a"
+
+
+def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_path, lpc, capsys):
+    """animate.py as a fresh clone runs it: the shipped model by default, every file written, the
+    standing frame kept, the frames in its colours; a walk drawn bit for bit as it was."""
+    import animate
+    from animation import FILES, WalkRequest, read_reference, walk_cycle
+    from test_characters import hero
+    init = hero(tmp_path, lpc)
+    assert animate.main([f"--init={init}", f"--out={tmp_path / 'a'}", "--steps=2"]) == 0
+    assert str(SHIPPED / "characters") in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(FILES)
+    assert animate.main(["--prompt=a man with blond hair, a red shirt and teal pants",
+                         f"--out={tmp_path / 'b'}", "--steps=2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(FILES)
+    m = load_model(SHIPPED / "characters")
+    walk = walk_cycle(m, WalkRequest(read_reference(init, log=lambda _: None), seed=1, steps=3))
+    assert digest(walk) == WALK_DIGEST
