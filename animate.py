@@ -46,7 +46,7 @@ class AnimateOptions:
 @script
 def main(argv: list[str]) -> None:
     o = AnimateOptions()
-    parse_args(argv, __doc__, o, config=False)
+    _, given = parse_args(argv, __doc__, o, config=False)
     from config import UserError
     if not o.init and not o.prompt.strip():
         raise UserError("give the standing frame (--init=sprite.png) or a --prompt")
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
     device = choose_device(o.device)
     m = load_model(o.model)
     check_model(m)
-    print(f"model: {m.source} ({m.why})")
+    print(f"model: {m.source} ({m.why if 'model' in given else 'the shipped character model; --model picks another'})")
     m.net.to(device)
     walk = walk_cycle(m, WalkRequest(ref, o.prompt, o.seed, o.sampler, o.steps, o.guidance, o.palette,
                                      progress=True))

