@@ -186,8 +186,8 @@ def build_server(opts: ServerOptions):
         check_count(1, steps)
         if not image and not prompt.strip():
             raise UserError("give the standing frame (image=path.png) or a prompt")
-        ref = await stage(ctx, 0, 3, "reading the sprite", lambda: read_reference(image, log=lambda _: None, what="image")
-                          if image else None)
+        ref = await stage(ctx, 0, 3, "reading the sprite", lambda: read_reference(
+            image, log=lambda _: None, what="image") if image else None)
         m = await stage(ctx, 1, 3, "loading the model", lambda: model(model_path, opts.device))
         await stage(ctx, 1, 3, "checking the model", lambda: check_model(m))
         walk = await stage(ctx, 2, 3, "drawing 35 frames", lambda: animation.walk_cycle(
