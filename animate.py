@@ -60,7 +60,8 @@ def main(argv: list[str]) -> None:
     device = choose_device(o.device)
     m = load_model(o.model)
     check_model(m)
-    print(f"model: {m.source} ({m.why if 'model' in given else 'the shipped character model; --model picks another'})")
+    why = m.why if "model" in given else "the shipped character model; --model picks another"
+    print(f"model: {m.source} ({why})")
     m.net.to(device)
     walk = walk_cycle(m, WalkRequest(ref, o.prompt, o.seed, o.sampler, o.steps, o.guidance, o.palette,
                                      progress=True))
