@@ -218,7 +218,7 @@ class Layers:
             if len(out) == n:
                 return out
             c = self.draw(rng, split == "layer" if split != "combo" else False)
-            if split != "combo" or c.layers not in seen:
+            if c.layers not in seen:  # empty but for the combo split
                 out.append(c)
         raise UserError(f"{self.root} has too few layers for {n} {split} characters (found {len(out)})")
 
