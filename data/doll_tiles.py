@@ -5,8 +5,10 @@ transparent 32x32 canvases; the game packs each one, trimmed to its opaque pixel
 For every source PNG of those folders in crawl 0.28.0 that passes the rule of data/provenance.py
 (byte-identical to a file of crawl/tiles' releases/Nov-2015, and not on its list of tiles of unclear
 licence), this finds where its pixels sit in player.png, exactly, and writes a row of
-data/dcss_doll.csv: the source box in the sheet and the offset on the 32x32 canvas, which
-data/prepare_dcss.py cuts as it cuts the other tables.
+data/dcss_doll.csv: the source box in the sheet, where the drawing sits on the doll's canvas
+(doll_ox, doll_oy) and the offset that centres it on a 32x32 tile like an item icon (ox, oy: shifted,
+never scaled; a helmet drawn as a band at the top of the doll is a helmet in the middle of the tile),
+which data/prepare_dcss.py cuts as it cuts the other tables.
 
 Usage:
     python data/doll_tiles.py --crawl=CRAWL_GIT_DIR --tiles=TILES_GIT_DIR --sheets=pkg/usr/share/crawl/dat/tiles
@@ -88,7 +90,8 @@ def main(argv: list[str]) -> int:
         name = Path(path).stem
         rows.append({"file": f"{PARTS[part]}/{name}.png", "tile": name.upper(), "sheet": "player.png",
                      "sx": found[0], "sy": found[1], "ex": found[0] + x1 - x0, "ey": found[1] + y1 - y0,
-                     "ox": x0, "oy": y0, "w": 32, "h": 32,
+                     "ox": (32 - (x1 - x0)) // 2, "oy": (32 - (y1 - y0)) // 2, "doll_ox": x0,
+                     "doll_oy": y0, "w": 32, "h": 32,
                      "src_path": path.removeprefix("crawl-ref/source/rltiles/"), "blob": blob,
                      "release_path": released[blob]})
     with (HERE / "dcss_doll.csv").open("w", newline="") as f:

@@ -1,11 +1,13 @@
 """Sprites the model was never shown: the held-out list, recoloured training copies and their
 captions, the licence rule's pixel matching, and evaluate.py --held_out."""
+import csv
 import json
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import evaluate
 import train
@@ -95,6 +97,22 @@ def test_doll_tiles_are_found_in_the_sheet_by_their_exact_pixels():
     changed = tile.copy()
     changed[2, 2, 0] ^= 1
     assert doll_tiles.locate(packed, where, doll_tiles.packed(changed)) is None
+
+
+def test_doll_tiles_are_centred_like_item_icons_and_the_table_records_the_shift():
+    with open(ROOT / "data/dcss_doll.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 564
+    for row in rows:
+        alpha = np.asarray(Image.open(ROOT / "data/dcss_doll" / row["file"]))[..., 3]
+        ys, xs = np.nonzero(alpha)
+        # the opaque box is the source box, shifted to the middle (never scaled)
+        assert (xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) == \
+            (int(row["ex"]) - int(row["sx"]), int(row["ey"]) - int(row["sy"]))
+        assert abs(xs.min() + xs.max() + 1 - 32) <= 1 and abs(ys.min() + ys.max() + 1 - 32) <= 1
+        assert (xs.min(), ys.min()) == (int(row["ox"]), int(row["oy"]))
+    helmets = [r for r in rows if r["file"].startswith("helmet/")]
+    assert sum(int(r["doll_oy"]) < int(r["oy"]) for r in helmets) > len(helmets) / 2  # was at the top
 
 
 def test_the_held_out_test_reports_every_figure(prompt_run, tmp_path):
