@@ -149,6 +149,8 @@ class RunSpec:
                            "(image_size may change)")
     lr: float = option(1e-4, "Adam learning rate (after warm-up)")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    lr_decay: str = option("none", "none | cosine: after the warm-up the learning rate falls along a "
+                                   "half cosine to 0 at max_steps")
     batch_size: int = option(16, "images per step (per process)")
     max_steps: int = option(0, f"training length in optimiser steps; 0: {EPOCHS} epochs (the seed's)")
     max_minutes: float = option(0.0, "also stop (and export) after this many minutes of training, "
@@ -296,6 +298,7 @@ def downsampling(spec: ModelSpec) -> int:
 
 CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
            "prediction_type": ("epsilon", "v_prediction", "sample"), "mixed_precision": ("no", "bf16", "fp16"),
+           "lr_decay": ("none", "cosine"),
            "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text", "character"),
            "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}
 
@@ -318,7 +321,7 @@ def validate(cfg: Config) -> None:
         need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")
     need(cfg.model.condition != "character" or (r.flip_p, r.recolour) == (0, 0),
          "a character model's frames keep their direction: --flip_p=0 --recolour=0")
-    for key in ("mixed_precision", "device"):
+    for key in ("mixed_precision", "device", "lr_decay"):
         need(getattr(r, key) in CHOICES[key], f"{key} must be one of {', '.join(CHOICES[key])}; "
                                               f"got {getattr(r, key)!r}")
 

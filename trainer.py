@@ -159,12 +159,12 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     main, log = acc.is_main_process, (tqdm.write if acc.is_main_process else (lambda _: None))
 
     cfg, data, objective, labels, images = prepare_data(cfg, folder, acc, log)
-    net, ema, opt, warmup = make_networks(cfg, len(data.classes), acc)
-    model_fn = compiled(net, acc.device) if run.compile else net
     total = run.max_steps or math.ceil(EPOCHS * len(images) / (run.batch_size * acc.num_processes))
+    net, ema, opt, schedule = make_networks(cfg, len(data.classes), acc, total)
+    model_fn = compiled(net, acc.device) if run.compile else net
 
     # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
-    parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": warmup}
+    parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": schedule}
     ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
     step, seconds = 0, 0.0
     if resume:
@@ -199,7 +199,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             lr = opt.param_groups[0]["lr"]
             opt.step()
             opt.zero_grad(set_to_none=True)
-            warmup.step()
+            schedule.step()
             ema.update(acc.unwrap_model(net), step)
             step += 1
             seconds += time.perf_counter() - start
@@ -274,8 +274,9 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     return cfg, data, objective, labels, objective.inputs(data.images.to(acc.device))
 
 
-def make_networks(cfg: Config, num_classes: int, acc) -> tuple:
-    """(the network, the EMA of its weights, Adam, its linear warm-up), seeded, on the device."""
+def make_networks(cfg: Config, num_classes: int, acc, total: int) -> tuple:
+    """(the network, the EMA of its weights, Adam, its learning-rate schedule over total steps),
+    seeded, on the device."""
     run = cfg.run
     torch.manual_seed(run.seed)
     net = build(cfg.model, num_classes)
@@ -284,10 +285,19 @@ def make_networks(cfg: Config, num_classes: int, acc) -> tuple:
     ema = EMA(net, run.ema_decay)
     opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
     net, opt = acc.prepare(net, opt)
-    warmup = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / run.warmup_steps) if run.warmup_steps else 1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(run, s, total))
     ema.model.to(acc.device)
-    return net, ema, opt, warmup
+    return net, ema, opt, schedule
+
+
+def lr_factor(run: RunSpec, step: int, total: int) -> float:
+    """The learning rate at a step over run.lr: a linear warm-up, then constant or a half cosine."""
+    if step < run.warmup_steps:
+        return (step + 1) / run.warmup_steps
+    if run.lr_decay == "none":
+        return 1.0
+    done = (step - run.warmup_steps) / max(1, total - run.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
 
 class SlowdownWatch:

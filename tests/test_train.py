@@ -70,6 +70,16 @@ def test_batches_cover_each_epoch_once(tiny_cfg):
     assert torch.equal(torch.cat(two), stream[:30])  # two processes split the same stream
 
 
+def test_learning_rate_warms_up_then_holds_or_falls_to_zero_along_a_cosine():
+    held = preset("smoke", warmup_steps=10).run
+    cosine = preset("smoke", warmup_steps=10, lr_decay="cosine").run
+    for run in (held, cosine):
+        assert [trainer.lr_factor(run, s, 110) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert trainer.lr_factor(held, 109, 110) == 1.0
+    assert trainer.lr_factor(cosine, 60, 110) == pytest.approx(0.5)
+    assert trainer.lr_factor(cosine, 110, 110) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_resume_reproduces_the_losses_exactly(tmp_path, smoke_run):
     """smoke_run is the unbroken run of the same config (6 steps)."""
     assert train.main(smoke_argv(tmp_path, "split", "--max_steps=3")) == 0
