@@ -124,7 +124,9 @@ class ModelSpec:
                                       "the time embedding) | both; a DiT takes cross only")
     beta_schedule: str = option("linear", "noise schedule over 1000 steps: linear | scaled_linear | "
                                           "squaredcos_cap_v2")
-    prediction_type: str = option("epsilon", "what the network predicts: epsilon | v_prediction | sample")
+    prediction_type: str = option("epsilon", "what the network predicts: epsilon | v_prediction | sample "
+                                             "(of DDPM's noising) | flow_prediction (rectified flow: "
+                                             "noise - image on the straight path between them)")
 
 
 @dataclass
@@ -142,6 +144,8 @@ class RunSpec:
     flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
     cond_dropout: float = option(0.1, "share of classes or captions replaced by 'none' in training "
                                       "(for classifier-free guidance)")
+    immiscible: bool = option(False, "noise each image of a batch towards the batch's noise nearest "
+                                     "it (immiscible diffusion: a linear assignment per batch)")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
     init: str = option("", "start from this trained model's weights (a run or an export, e.g. "
@@ -297,7 +301,8 @@ def downsampling(spec: ModelSpec) -> int:
 
 
 CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
-           "prediction_type": ("epsilon", "v_prediction", "sample"), "mixed_precision": ("no", "bf16", "fp16"),
+           "prediction_type": ("epsilon", "v_prediction", "sample", "flow_prediction"),
+           "mixed_precision": ("no", "bf16", "fp16"),
            "lr_decay": ("none", "cosine"),
            "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text", "character"),
            "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}

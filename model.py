@@ -203,6 +203,34 @@ def build_scheduler(spec: ModelSpec) -> DDPMScheduler:
                          clip_sample=not spec.latent)
 
 
+def is_flow(scheduler) -> bool:
+    """A rectified-flow model (prediction_type=flow_prediction): x_t = (1 - s) x0 + s noise at s = t / T,
+    the network predicts noise - x0."""
+    return scheduler.config.prediction_type == "flow_prediction"
+
+
+def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x0 noised to timestep t, the way the model was trained."""
+    if not is_flow(scheduler):
+        return scheduler.add_noise(x0, noise, t)
+    s = (t.float() / scheduler.config.num_train_timesteps).view(-1, 1, 1, 1).to(x0.device)
+    return (1 - s) * x0 + s * noise
+
+
+def noise_estimate(scheduler, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The network's output at (x_t, t) converted to its estimate of the noise, whatever its target."""
+    kind = scheduler.config.prediction_type
+    if kind == "flow_prediction":
+        s = (t.float() / scheduler.config.num_train_timesteps).view(-1, 1, 1, 1)
+        return x_t + (1 - s) * out
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    if kind == "v_prediction":
+        return a.sqrt() * out + (1 - a).sqrt() * x_t
+    if kind == "sample":
+        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+    return out
+
+
 class EMA:
     """Exponential moving average of the weights, with the usual warm-up so short runs are not
     dominated by the random initialisation: decay_t = min(decay, (1 + t) / (10 + t))."""

@@ -19,7 +19,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from tqdm import tqdm
 
 from config import GUIDANCE, SAMPLER, SAMPLER_STEPS, UserError
-from model import decode
+from model import decode, is_flow
 
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
 
@@ -51,6 +51,14 @@ def make_sampler(scheduler: DDPMScheduler, name: str = SAMPLER, steps: int = 0):
     """A sampler (ddpm / ddim / dpm) sharing the training schedule, set to `steps` (0: its default)."""
     if name not in SAMPLERS:
         raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
+    if is_flow(scheduler):  # DPM-Solver++ on the flow's straight path; DDPM and DDIM have none
+        if name != "dpm":
+            raise UserError(f"a rectified-flow model samples with --sampler=dpm, not {name}")
+        sampler = DPMSolverMultistepScheduler.from_config(
+            scheduler.config, use_flow_sigmas=True, final_sigmas_type="zero",
+            thresholding=scheduler.config.clip_sample, sample_max_value=1.0)
+        sampler.set_timesteps(steps or SAMPLER_STEPS[name])
+        return sampler
     # DDPM and DDIM clip their estimate of the clean image to [-1, 1] (clip_sample); DPM-Solver does
     # not, and with an imperfect model its estimates run away (flat saturated colours). Its pixel-space
     # thresholding with sample_max_value=1 is the same clip.
@@ -77,6 +85,16 @@ def _on(d: dict, device) -> dict:
     return {k: None if v is None else v.to(device) for k, v in d.items()}
 
 
+def renoising(solver, t, s) -> tuple:
+    """(a, std) with x_t = a x_s + std noise: the forward process from timestep s back up to t > s."""
+    if solver.config.get("use_flow_sigmas"):  # x_t = (1 - t/T) x0 + (t/T) noise
+        sig_t, sig_s = (float(v) / solver.config.num_train_timesteps for v in (t, s))
+        a = (1 - sig_t) / (1 - sig_s)
+        return a, max(0.0, sig_t ** 2 - (a * sig_s) ** 2) ** 0.5
+    ratio = solver.alphas_cumprod[t] / solver.alphas_cumprod[s]
+    return ratio.sqrt(), (1 - ratio).sqrt()
+
+
 @torch.no_grad()
 def sample(net, scheduler: DDPMScheduler, req: SampleRequest, vae=None) -> torch.Tensor:
     """Run the reverse process; returns req.n images as floats in [-1, 1] on the CPU (a latent model's
@@ -99,7 +117,6 @@ def sample(net, scheduler: DDPMScheduler, req: SampleRequest, vae=None) -> torch
             return init.float().cpu()
         if skip:
             x = solver.add_noise(init, x, timesteps[:1])
-    abar = solver.alphas_cumprod.to(device)
     bar = tqdm(timesteps, desc=f"{req.sampler} x{len(timesteps)}", unit="step", disable=not req.progress)
     for i, t in enumerate(bar):
         last = i + 1 == len(timesteps)
@@ -116,9 +133,8 @@ def sample(net, scheduler: DDPMScheduler, req: SampleRequest, vae=None) -> torch
                     init, torch.randn(x.shape, generator=g).to(device), timesteps[i + 1:i + 2])
                 x_next = torch.where(mask > 0, x_next, known)
             if r:  # RePaint: back to t by the forward process from the next timestep, then again
-                solver, ratio = state, abar[t] / abar[timesteps[i + 1]]
-                x_next = ratio.sqrt() * x_next + (1 - ratio).sqrt() * torch.randn(
-                    x.shape, generator=g).to(device)
+                solver, (a, std) = state, renoising(solver, t, timesteps[i + 1])
+                x_next = a * x_next + std * torch.randn(x.shape, generator=g).to(device)
             x = x_next
     if vae is not None:
         x = decode(vae.to(device), x)

@@ -68,9 +68,14 @@ class Diffusion:
         flips then act on latents: a flipped latent decodes to about the flipped sprite)."""
         return images if self.vae is None else encode(self.vae, images)
 
+    def noise(self, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """The batch's noise; with run.immiscible, each image gets the noise nearest it (below)."""
+        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
+        return immiscible(x0, noise) if self.run.immiscible else noise
+
     def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         sched, spec = self.scheduler, self.spec
-        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
+        noise = self.noise(x0, g)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g,
                           device=g.device).to(x0.device)
         cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
@@ -100,6 +105,32 @@ class Diffusion:
             self.vae.save_pretrained(path / "vae", safe_serialization=True)
         save_meta(self.spec, data.classes, palette, path, self.condition.captions,
                   data_dir=self.run.data_dir, steps=steps)
+
+
+class Flow(Diffusion):
+    """Rectified flow (Liu et al. 2022; flow matching, Lipman et al. 2022): x_s = (1 - s) x0 + s noise
+    on the straight line from the image to the noise, the network regresses the velocity noise - x0;
+    s is logit-normal (SD3's: the middle of the path, where the velocity is hardest to tell, is drawn
+    most). The network sees t = s T, as a diffusion model sees its timestep; samplers take its output
+    as the flow (sampling.make_sampler)."""
+
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        noise = self.noise(x0, g)
+        s = torch.sigmoid(torch.randn((x0.shape[0],), generator=g, device=g.device)).to(x0.device)
+        x_s = torch.lerp(x0, noise, s.view(-1, 1, 1, 1))
+        cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
+        pred = net(x_s, s * self.scheduler.config.num_train_timesteps, **cond).sample.float()
+        return F.mse_loss(pred, noise - x0)
+
+
+def immiscible(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Immiscible diffusion (Li et al. 2024): the batch's noises handed to its images so that the
+    summed distance is least (a linear assignment), so each image is noised towards the noise nearest
+    it and the targets of nearby noisy inputs disagree less."""
+    from scipy.optimize import linear_sum_assignment
+    cost = torch.cdist(x0.flatten(1).float(), noise.flatten(1).float()).cpu().numpy()
+    _, order = linear_sum_assignment(cost)
+    return noise[torch.as_tensor(order, device=noise.device)]
 
 
 KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
@@ -144,8 +175,11 @@ class Autoencoder:
 
 
 def objective_for(cfg: Config):
-    """The objective of a spec, by name: the autoencoder for backbone=vae, else diffusion."""
-    return Autoencoder if cfg.model.backbone == "vae" else Diffusion
+    """The objective of a spec, by name: the autoencoder for backbone=vae, rectified flow for
+    prediction_type=flow_prediction, else diffusion."""
+    if cfg.model.backbone == "vae":
+        return Autoencoder
+    return Flow if cfg.model.prediction_type == "flow_prediction" else Diffusion
 
 
 # ----------------------------------------------------------------------------- the loop

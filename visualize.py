@@ -55,15 +55,11 @@ def predicted_noise(m, x_t, t, cond: dict):
     """The model's output (conditioned by `cond`, the backbone's keyword arguments) converted to a
     noise estimate, whatever its prediction target."""
     import torch
+
+    from model import noise_estimate
     with torch.no_grad():
         out = m.net(x_t, t, **cond).sample
-    a = m.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    kind = m.scheduler.config.prediction_type
-    if kind == "v_prediction":
-        return a.sqrt() * out + (1 - a).sqrt() * x_t
-    if kind == "sample":
-        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
-    return out
+    return noise_estimate(m.scheduler, out, x_t, t)
 
 
 def show(ax, x, title: str, noise: bool = False) -> None:
@@ -86,6 +82,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from dataset import load_folder, to_unit
+    from model import add_noise
     m, trained = get_model(o)
     data = load_folder(o.data_dir or m.data_dir, m.spec)
     if not 0 <= o.index < len(data.images):
@@ -97,7 +94,7 @@ def main(argv: list[str]) -> None:
     g = torch.Generator().manual_seed(o.seed)
     noise = torch.randn(x0.shape, generator=g)
     t = torch.tensor([o.t])
-    x_t = m.scheduler.add_noise(x0, noise, t)
+    x_t = add_noise(m.scheduler, x0, noise, t)
     cond = m.condition.encode(m.condition.of(data, torch.tensor([o.index])))[0]  # its class or caption
     pred = predicted_noise(m, x_t, t, cond)
     mse = torch.mean((pred - noise) ** 2).item()
@@ -112,8 +109,8 @@ def main(argv: list[str]) -> None:
     _save(plt, fig, o.out)
 
     steps = torch.tensor(o.strip)
-    strip = m.scheduler.add_noise(x0.expand(len(steps), -1, -1, -1),
-                                  noise.expand(len(steps), -1, -1, -1), steps)
+    strip = add_noise(m.scheduler, x0.expand(len(steps), -1, -1, -1),
+                      noise.expand(len(steps), -1, -1, -1), steps)
     fig, axes = plt.subplots(1, len(steps), figsize=(1.4 * len(steps), 1.8))
     for ax, img, s in zip(axes, strip, steps.tolist()):
         show(ax, img, f"t={s}")

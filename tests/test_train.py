@@ -1,5 +1,7 @@
 """Model, loss, training, resume, sampling and export, on the tiny smoke model."""
 import csv
+import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from diffusers import DDPMPipeline
 import train
 import trainer
 from conftest import spec_of, smoke_argv
-from config import preset
+from config import UserError, preset
 from dataset import PixelData, augment, load_folder
 from model import build, build_scheduler, load_model
 from sampling import SampleRequest, sample
@@ -28,14 +30,18 @@ def test_unet_output_shape(tiny_cfg):
 
 
 def diffusion(cfg):
-    """The diffusion objective of cfg, for data of 3 classes."""
+    """The objective of cfg (diffusion or rectified flow), for data of 3 classes."""
     data = PixelData(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1), ["a", "b", "c"], [], [])
-    return trainer.Diffusion(cfg, data, torch.device("cpu"), 1)
+    return trainer.objective_for(cfg)(cfg, data, torch.device("cpu"), 1)
 
 
-def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
+@pytest.mark.parametrize("target, immiscible", [("v_prediction", False), ("flow_prediction", True)])
+def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg, target, immiscible):
     torch.manual_seed(0)
-    unet, objective = build(tiny_cfg.model), diffusion(tiny_cfg)
+    cfg = dataclasses.replace(
+        tiny_cfg, model=dataclasses.replace(tiny_cfg.model, prediction_type=target),
+        run=dataclasses.replace(tiny_cfg.run, immiscible=immiscible))
+    unet, objective = build(cfg.model), diffusion(cfg)
     data = load_folder(tiny_cfg.run.data_dir, tiny_cfg.model, log=lambda _: None)
     x0 = augment(data.images[:8], 0.0, torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(unet.parameters(), lr=2e-3)
@@ -51,13 +57,39 @@ def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg):
     assert loss_at_fixed_draw().item() < 0.7 * before
 
 
-@pytest.mark.parametrize("gamma, target", [(5.0, "epsilon"), (5.0, "v_prediction"), (0.0, "sample")])
+@pytest.mark.parametrize("gamma, target", [(5.0, "epsilon"), (5.0, "v_prediction"), (0.0, "sample"),
+                                           (0.0, "flow_prediction")])
 def test_loss_variants_are_finite(gamma, target):
     cfg = preset("smoke", min_snr_gamma=gamma, prediction_type=target)
     x0 = torch.rand(4, 3, 32, 32) * 2 - 1
     loss = diffusion(cfg).loss(build(cfg.model), x0, torch.zeros(4, dtype=torch.long),
                                torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and loss > 0
+
+
+def test_immiscible_noise_is_the_batch_s_noise_handed_out_at_least_total_distance():
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(6, 3, 4, 4, generator=g) * 2 - 1, torch.randn(6, 3, 4, 4, generator=g)
+    given = trainer.immiscible(x0, noise)
+    assert sorted(map(tuple, given.flatten(1).tolist())) == sorted(map(tuple, noise.flatten(1).tolist()))
+    total = lambda n: (x0 - n).flatten(1).norm(dim=1).sum()  # noqa: E731
+    assert all(total(given) <= total(noise[list(p)]) + 1e-5 for p in itertools.permutations(range(6)))
+
+
+def test_a_flow_model_samples_with_dpm_only_and_its_forward_process_is_the_straight_line(tiny_cfg):
+    from model import add_noise, noise_estimate
+    spec = dataclasses.replace(tiny_cfg.model, prediction_type="flow_prediction")
+    unet, sched = build(spec).eval(), build_scheduler(spec)
+    x0, noise, t = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 3, 32, 32), torch.tensor([250, 750])
+    x_t = add_noise(sched, x0, noise, t)
+    assert torch.allclose(x_t[1], 0.25 * x0[1] + 0.75 * noise[1])
+    assert torch.allclose(noise_estimate(sched, noise - x0, x_t, t), noise, atol=1e-5)  # the true flow
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    x = sample(unet, sched, SampleRequest(2, steps=6, init=x0, mask=mask, resample=1))
+    assert x.abs().max() <= 1.0 + 1e-4 and torch.equal(x[mask.expand_as(x) == 0], x0[mask.expand_as(x0) == 0])
+    with pytest.raises(UserError, match="samples with --sampler=dpm"):
+        sample(unet, sched, SampleRequest(2, sampler="ddim"))
 
 
 def test_batches_cover_each_epoch_once(tiny_cfg):
