@@ -12,6 +12,7 @@ Usage:
     python recipes.py --list                                          # the candidates
     python recipes.py --candidates=cpu-start,cpu-v --minutes=3,6 --threads=1   # train and score
     python recipes.py --candidates=cpu-v --minutes=12,18 --threads=1     # carry on to later marks
+    python recipes.py --candidates=prompt,prompt-bf16 --minutes=12 --threads=1 --held_out   # + held-out test
     python recipes.py --report                # markdown table + samples/recipes.png (FD vs minutes)
 """
 from __future__ import annotations
@@ -66,6 +67,13 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
     "cpu-dit": ("cpu", {"backbone": "dit", "attention_head_dim": 32},
                 "cpu, a DiT (4 blocks x 128 channels, patches of 2x2) instead of the UNet"),
     "cpu-latent": ("cpu", {"latent": "runs/vae"}, "cpu, the UNet on 8x8x4 latents of runs/vae"),
+    # Levers for the prompt model at equal CPU minutes, scored by the held-out test (--held_out).
+    "prompt": ("prompt", {}, "the prompt preset, fp32"),
+    "prompt-bf16": ("prompt", {"mixed_precision": "bf16"}, "prompt, bf16 autocast"),
+    "prompt-immiscible": ("prompt", {"mixed_precision": "bf16", "immiscible": True},
+                          "prompt-bf16, immiscible noise assignment"),
+    "prompt-flow": ("prompt", {"mixed_precision": "bf16", "prediction_type": "flow_prediction"},
+                    "prompt-bf16, rectified flow with logit-normal times"),
 }
 
 
@@ -77,6 +85,8 @@ class RecipeOptions:
     num_samples: int = option(128, "sprites sampled to score each mark")
     seed: int = option(0, "seed of the training runs and of the sampling")
     out_dir: str = option("runs/recipes", "the candidates' runs and results.jsonl")
+    held_out: bool = option(False, "also score each mark by the held-out test (evaluate.py --held_out) "
+                                   "of the run's held-out list, num_samples sprites a part")
     report: bool = option(False, "print the markdown table of the results and draw the curve")
     list: bool = option(False, "list the candidates")
     plot: str = option(f"{OUTPUTS}/recipes.png", "the curve drawn by --report")
@@ -130,12 +140,32 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
     f_ref = features(floor_images(data, opts.num_samples), net)
     ceiling = json.loads((vae_folder(m.spec.latent).parent / META_FILE).read_text()).get(
         "reconstruction", {}) if m.spec.latent else {}
-    return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"],
+    held = held_out_scores(m, config_mod.load(folder / "config.json").run.held_out, opts) \
+        if opts.held_out else {}
+    return {"candidate": name, "minutes": round(ckpt["seconds"] / 60, 4), "step": ckpt["step"], **held,
             "ceiling_fd": ceiling.get("fd_lite0"), "ceiling_exact": ceiling.get("exact"),
             "params_m": round(sum(t.numel() for t in ckpt["ema"].values()) / 1e6, 2),
             "fd_lite0": frechet(f_s, f_data), "kid": kid(f_s, f_data)[0],
             "floor_fd": frechet(f_ref, f_data), "num_samples": opts.num_samples,
             "sample_seconds": round(seconds, 1), "threads": opts.threads}
+
+
+HELD_OUT = {"class": ("captions", "class_accuracy"), "ceiling": ("captions", "class_accuracy_of_the_icons"),
+            "colour": ("captions", "colour_accuracy"), "fd": ("captions", "fd_lite0"),
+            "floor": ("captions", "floor_fd"), "unseen_class": ("unseen", "class_accuracy"),
+            "unseen_colour": ("unseen", "colour_accuracy"), "names_fd": ("class_names", "fd_lite0"),
+            "names_recall": ("class_names", "recall")}
+
+
+def held_out_scores(m, listed: str, opts: RecipeOptions) -> dict:
+    """The held-out test's figures (tables.held_out_test, sampled with generate.py's defaults), with
+    at most num_samples held-out images, prompts and yardstick icons."""
+    import tables
+    from config import SamplingOptions
+    o = SamplingOptions(seed=opts.seed)
+    o.num_samples = opts.num_samples
+    r = tables.held_out_test(m, o, listed, "data/dcss_items")
+    return {"held_out": {k: r[a][b] for k, (a, b) in HELD_OUT.items()} | {"diversity": r["diversity"]}}
 
 
 def run(opts: RecipeOptions) -> None:
@@ -193,6 +223,17 @@ def report(opts: RecipeOptions) -> str:
     for r in sorted((r for r in rows if count[r["mark"]] == 1), key=lambda r: r["mark"]):
         lines.append(f"- `{r['candidate']}` alone at {r['mark']:g} min ({r['threads']} threads "
                      f"since the previous mark): step {r['step']}, FD-Lite0 {r['fd_lite0']:.0f}")
+    held = [r for r in rows if "held_out" in r]
+    if held:
+        lines += ["", "The held-out test at each mark (evaluate.py --held_out's figures):", "",
+                  "| candidate | mark | step | class (ceiling) | colour | FD-Lite0 / floor | unseen: class "
+                  "| unseen: colour | diversity | class names: FD-Lite0 | recall |", "|" + "---|" * 11]
+        for r in sorted(held, key=lambda r: (r["mark"], r["held_out"]["fd"])):
+            h = r["held_out"]
+            lines.append(f"| `{r['candidate']}` | {r['mark']:g} | {r['step']} | {h['class']:.0%} "
+                         f"({h['ceiling']:.0%}) | {h['colour']:.0%} | {h['fd']:.0f} / {h['floor']:.0f} "
+                         f"({h['fd'] / h['floor']:.2f}x) | {h['unseen_class']:.0%} | {h['unseen_colour']:.0%} "
+                         f"| {h['diversity']:.2f} | {h['names_fd']:.0f} | {h['names_recall']:.2f} |")
     plot(by, floor, Path(opts.plot))
     return "\n".join(lines)
 
@@ -233,6 +274,9 @@ def main(argv: list[str]) -> None:
         unknown = [c for c in opts.candidates if c not in CANDIDATES]
         if unknown or not opts.candidates:
             raise UserError(f"--candidates: pick from {', '.join(CANDIDATES)} (got {', '.join(unknown)})")
+        whole = [c for c in opts.candidates if not preset(*CANDIDATES[c][:1], **CANDIDATES[c][1]).run.held_out]
+        if opts.held_out and whole:
+            raise UserError(f"--held_out: {', '.join(whole)} train on every image (no held_out list)")
         Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
         run(opts)
 

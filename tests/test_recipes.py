@@ -44,3 +44,26 @@ def test_an_interrupted_candidate_is_not_scored(tmp_path, monkeypatch, capsys):
     assert recipes.main(["--candidates=cpu-start", "--minutes=1", f"--out_dir={tmp_path}"]) == 2
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_held_out_marks_carry_the_held_out_test_and_the_report_shows_them(tmp_path, monkeypatch, capsys):
+    listed = sorted(SMALL_DATA.rglob("*.png"))[::6]
+    (tmp_path / "held.txt").write_text("".join(f"{f}\n" for f in listed))
+    text = {"data_dir": str(SMALL_DATA), "condition": "text", "channels": 4,
+            "held_out": str(tmp_path / "held.txt")}
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny-text", ("smoke", text, "a prompt model"))
+    monkeypatch.setitem(recipes.CANDIDATES, "tiny-flow", ("smoke", {**text, "prediction_type": "flow_prediction"},
+                                                          "a prompt model, rectified flow"))
+    common = ["--num_samples=4", f"--out_dir={tmp_path}", "--held_out"]
+    assert recipes.main(["--candidates=tiny-text,tiny-flow", "--minutes=1e-7", *common]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    for r in rows:
+        h = r["held_out"]
+        assert 0 <= h["class"] <= 1 and h["fd"] > h["floor"] > 0 and 0 <= h["unseen_colour"] <= 1
+    capsys.readouterr()
+    assert recipes.main([f"--out_dir={tmp_path}", "--report", f"--plot={tmp_path / 'c.png'}"]) == 0
+    out = capsys.readouterr().out
+    assert "The held-out test at each mark" in out and "| `tiny-flow` | 1e-07 |" in out
+    assert recipes.main(["--candidates=cpu-start", "--minutes=1", f"--out_dir={tmp_path / 'x'}",
+                         "--held_out"]) == 2  # a candidate with no held-out list, refused first
+    assert "train on every image" in capsys.readouterr().err and not (tmp_path / "x").exists()
