@@ -8,13 +8,15 @@ Usage:
     python bench.py --batch_size=128 --lr_scale --variants=base,bf16,compile   # a GPU: a larger batch
     python bench.py --quick --batch_sweep=4,8,16    # img/s and MFU at each batch
 
-Variants of this repo's loop (each a config change, nothing else): base, bf16 (autocast), compile
+Variants of this repo's loop (each a config change, nothing else): base (the preset as it is: bf16
+autocast where the CPU has AVX512-BF16 or AMX), fp32 (no autocast), bf16 (autocast), compile
 (torch.compile), threads1 (one CPU thread), attn_head32 (attention heads of 32 channels instead of
 diffusers' default 8: same parameters, far cheaper attention kernels). The repo's loop is timed from
 the training seconds train.py logs per step, after one warm-up step. Sampling: 16 sprites with each
 sampler at its default steps; on a CPU the first 10 steps are timed and the rest extrapolated
 (every step is one UNet call), which the table says. MFU is the model's FLOPs a second (counted by
-torch) over the device's measured matmul peak: bf16 on a GPU's tensor cores, fp32 on a CPU.
+torch) over the device's measured matmul peak: bf16 where the device does bf16 fast (a GPU's tensor
+cores, a CPU with AVX512-BF16 or AMX), else fp32.
 
 The one prepared check for a GPU machine runs in a single call of --minutes:
     python bench.py --gpu_check=$OUT --minutes=9
@@ -41,7 +43,8 @@ from pathlib import Path
 import config as config_mod
 from config import GUIDANCE, SAMPLER_STEPS, Config, UserError, option, script
 
-VARIANTS = {"base": {}, "bf16": {"mixed_precision": "bf16"}, "compile": {"compile": True},
+VARIANTS = {"base": {}, "fp32": {"mixed_precision": "no"}, "bf16": {"mixed_precision": "bf16"},
+            "compile": {"compile": True},
             "threads1": {"threads": 1}, "attn_head32": {"attention_head_dim": 32}}
 
 
@@ -80,15 +83,18 @@ def timed(fn, n: int, device) -> float:
 
 
 def matmul_peak(device) -> tuple[float, str]:
-    """(achieved GFLOPS, what was timed): on a GPU a bf16 8192^3 matmul, the tensor cores' practical
-    ceiling; on a CPU an fp32 1024^3 one (bf16 is no faster there)."""
+    """(achieved GFLOPS, what was timed): a square matmul in bf16 where the device does bf16 fast
+    (8192^3 on a GPU, its tensor cores' practical ceiling; 1024^3 on a CPU with AVX512-BF16 or AMX),
+    else in fp32."""
     import torch
+
+    from devices import fast_bf16
     gpu = device.type == "cuda"
-    n, dtype = (8192, torch.bfloat16) if gpu else (1024, torch.float32)
+    n, dtype = 8192 if gpu else 1024, torch.bfloat16 if fast_bf16(device) else torch.float32
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     seconds = timed(lambda: a @ b, 50 if gpu else 10, device)
-    return 2 * n ** 3 / seconds / 1e9, f"{'bf16' if gpu else 'fp32'} {n}^3 matmul"
+    return 2 * n ** 3 / seconds / 1e9, f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} {n}^3 matmul"
 
 
 def stand_in_conditions(cfg: Config, n: int, classes: list[str]) -> dict:

@@ -160,7 +160,8 @@ class RunSpec:
     max_minutes: float = option(0.0, "also stop (and export) after this many minutes of training, "
                                      "counted over the whole run (resumes included); 0: no limit")
     ema_decay: float = option(0.999, "decay of the weights' moving average (the exported weights)")
-    mixed_precision: str = option("no", "no | bf16 | fp16 (autocast; for GPUs, RESULTS.md: speed)")
+    mixed_precision: str = option("auto", "auto (bf16 where the CPU has AVX512-BF16 or AMX, or the GPU "
+                                          "supports it; else no) | no (fp32) | bf16 | fp16 (autocast)")
     compile: bool = option(False, "torch.compile the network's forward and backward (CUDA graphs on a "
                                   "GPU); minutes to compile on a CPU")
     seed: int = option(0, "seed of the model's initialisation and of every step's randomness")
@@ -302,7 +303,7 @@ def downsampling(spec: ModelSpec) -> int:
 
 CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
            "prediction_type": ("epsilon", "v_prediction", "sample", "flow_prediction"),
-           "mixed_precision": ("no", "bf16", "fp16"),
+           "mixed_precision": ("auto", "no", "bf16", "fp16"),
            "lr_decay": ("none", "cosine"),
            "device": ("auto", "cpu", "cuda"), "condition": ("none", "class", "text", "character"),
            "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}

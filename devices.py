@@ -5,6 +5,7 @@ Usage:
     configure(device)                  # TF32 matmuls and cuDNN autotuning on a GPU
     torch.set_num_threads(cpu_threads(0))   # one thread per idle core
     fn = compiled(net, device)         # torch.compile; CUDA graphs on a GPU
+    precision("auto", device)          # bf16 where it is fast (AVX512-BF16 / AMX, a recent GPU)
 """
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def fast_bf16(device: torch.device) -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def precision(name: str, device: torch.device) -> str:
+    """A run's mixed_precision made concrete: auto is bf16 where fast_bf16 (measured at equal minutes
+    to train as well as fp32, RESULTS.md), else no (fp32)."""
+    return ("bf16" if fast_bf16(device) else "no") if name == "auto" else name
 
 
 def autocast(device: torch.device):

@@ -33,7 +33,7 @@ import config as config_mod
 from characters import training_data
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
-from devices import choose_device, compiled, configure, cpu_threads
+from devices import choose_device, compiled, configure, cpu_threads, precision
 from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
@@ -490,7 +490,7 @@ def make_accelerator(run: RunSpec):
     AcceleratorState._reset_state()
     device = choose_device(run.device)
     configure(device)
-    return Accelerator(mixed_precision=run.mixed_precision, cpu=device.type == "cpu")
+    return Accelerator(mixed_precision=precision(run.mixed_precision, device), cpu=device.type == "cpu")
 
 
 def any_process(flag: bool, acc) -> bool:

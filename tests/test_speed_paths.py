@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import train
-from config import ROOT
+from config import ROOT, preset
+from devices import fast_bf16
 from conftest import smoke_argv
 
 
@@ -24,6 +25,16 @@ def test_mixed_precision_runs_on_cpu(tmp_path):
     assert train.main(argv) == 0
     assert len(rows(tmp_path / "flags")) == 2
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows(tmp_path / "flags"))
+
+
+def test_auto_precision_is_bf16_exactly_where_the_device_does_it_fast(monkeypatch):
+    import devices
+    cpu = torch.device("cpu")
+    for fast, want in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(devices, "fast_bf16", lambda device, fast=fast: fast)
+        assert devices.precision("auto", cpu) == want
+        assert devices.precision("no", cpu) == "no" and devices.precision("bf16", cpu) == "bf16"
+    assert preset("prompt").run.mixed_precision == "auto" == preset("seed").run.mixed_precision
 
 
 def test_compile_flag_runs(tmp_path, monkeypatch):
@@ -104,7 +115,7 @@ def test_the_prepared_gpu_check_runs_end_to_end_at_smoke_size(tmp_path, monkeypa
         assert 0 <= walk["combo"]["model"]["iou"] <= 1 and walk["steps"] == 2
     b = json.loads((out / "bench.json").read_text())
     assert [r["batch_size"] for r in b["batches"]] == [2, 4] and all(r["mfu"] > 0 for r in b["batches"])
-    assert b["peak_of"] == "fp32 1024^3 matmul" and "torch" in b
+    assert b["peak_of"] == f"{'bf16' if fast_bf16(torch.device('cpu')) else 'fp32'} 1024^3 matmul" and "torch" in b
     assert json.loads((out / "seed.json").read_text())["fd_lite0"] > 0
     assert "captions" in json.loads((out / "gpu.json").read_text())
     assert "done in" in (out / "check.log").read_text()
