@@ -91,6 +91,12 @@ def model_and_data(o: EvalOptions):
     return m, load_folder(o.data_dir or m.data_dir, m.spec, log=lambda _: None)
 
 
+def ceiling(c: dict, what: str) -> str:
+    """An accuracy over the probe's own accuracy on the held-out icons, the most it can read."""
+    top = c[f"{what}_accuracy_of_the_icons"]
+    return f"{c[f'{what}_accuracy'] / top:.2f}x that" if top else "no ceiling"
+
+
 def held_out(o: EvalOptions) -> dict:
     """The held-out test, printed, with the unseen prompts' picture."""
     import tables
@@ -103,11 +109,14 @@ def held_out(o: EvalOptions) -> dict:
     print(f"held-out test: {r['held_out']} sprites never trained on ({r['trained_on']} trained on; probe "
           f"accuracy {r['probe_accuracy']:.0%})\n"
           f"  from their captions: class {c['class_accuracy']:.0%} (the held-out icons themselves: "
-          f"{c['class_accuracy_of_the_icons']:.0%}), colour {c['colour_accuracy']:.0%}, "
+          f"{c['class_accuracy_of_the_icons']:.0%}; {ceiling(c, 'class')}), kind {c['kind_accuracy']:.0%} "
+          f"(the icons: {c['kind_accuracy_of_the_icons']:.0%}; {ceiling(c, 'kind')}; {len(r['kinds'])} "
+          f"kinds), colour {c['colour_accuracy']:.0%}, "
           f"FD-Lite0 {c['fd_lite0']:.0f} (floor {c['floor_fd']:.0f}, {c['fd_lite0'] / c['floor_fd']:.2f}x), "
           f"recall {c['recall']:.2f}, memorisation ratio {c['memorisation_ratio']:.2f}\n"
           f"  diversity within a prompt (8 each of 24): {r['diversity']:.2f} of the data's\n"
-          f"  {len(u['prompts'])} prompts no caption holds: class {u['class_accuracy']:.0%}, colour "
+          f"  {len(u['prompts'])} prompts no caption holds: class {u['class_accuracy']:.0%}, kind "
+          f"{u['kind_accuracy']:.0%}, colour "
           f"{u['colour_accuracy']:.0%}\n"
           f"  class names in the yardstick's proportions: FD-Lite0 {n['fd_lite0']:.0f}, recall "
           f"{n['recall']:.2f}")

@@ -151,6 +151,8 @@ def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
 
 
 HELD_OUT = {"class": ("captions", "class_accuracy"), "ceiling": ("captions", "class_accuracy_of_the_icons"),
+            "kind": ("captions", "kind_accuracy"), "kind_ceiling": ("captions", "kind_accuracy_of_the_icons"),
+            "unseen_kind": ("unseen", "kind_accuracy"),
             "colour": ("captions", "colour_accuracy"), "fd": ("captions", "fd_lite0"),
             "floor": ("captions", "floor_fd"), "unseen_class": ("unseen", "class_accuracy"),
             "unseen_colour": ("unseen", "colour_accuracy"), "names_fd": ("class_names", "fd_lite0"),

@@ -128,6 +128,18 @@ def test_the_held_out_test_reports_every_figure(prompt_run, tmp_path):
     assert c["fd_lite0"] > c["floor_fd"] > 0 and c["memorisation_ratio"] > 0
     assert r["unseen"]["prompts"] and 0 <= r["unseen"]["class_accuracy"] <= 1
     assert r["class_names"]["fd_lite0"] > 0 and (tmp_path / "u.png").is_file()
+    assert 0 <= c["kind_accuracy"] <= 1 and 0 < c["kind_accuracy_of_the_icons"] <= 1
+    assert 0 <= r["unseen"]["kind_accuracy"] <= 1 and len(r["kinds"]) <= len(set(
+        f.parent.name for f in SMALL_DATA.rglob("*.png")))
+
+
+def test_the_kind_probe_merges_what_lite0_cannot_tell_apart():
+    import tables
+    from pathlib import Path
+    assert tables.kind_of("undead", Path("data/dcss_monsters/undead/x.png")) == "monster"
+    assert tables.kind_of("ring") == tables.kind_of("artefact") == "jewellery"
+    assert tables.kind_of("staff") == tables.kind_of("hand_weapon") == "weapon"
+    assert tables.kind_of("helmet") == "armour" and tables.kind_of("potion") == "potion"
 
 
 def test_unseen_prompts_are_absent_from_every_caption():
