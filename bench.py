@@ -41,7 +41,7 @@ from types import SimpleNamespace
 from pathlib import Path
 
 import config as config_mod
-from config import GUIDANCE, SAMPLER_STEPS, Config, UserError, option, script
+from config import SAMPLER_STEPS, Config, UserError, option, script
 
 VARIANTS = {"base": {}, "fp32": {"mixed_precision": "no"}, "bf16": {"mixed_precision": "bf16"},
             "compile": {"compile": True},
@@ -422,8 +422,9 @@ def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opt
         labelled_grid(images[:64], [None], 0, 2).save(out / f"{name}.png")
     else:
         import tables
-        o = SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0, guidance=GUIDANCE,
-                            palette="data", num_samples=6 if opts.quick else 0)
+        from config import SamplingOptions
+        o = SamplingOptions(steps=2 if opts.quick else 0)
+        o.num_samples = 6 if opts.quick else 0
         report = tables.held_out_test(m, o, held_out, cfg.run.data_dir if opts.quick else "data/dcss_items")
         images = report.pop("unseen_images")
         labelled_grid(images, report["unseen"]["prompts"], len(images) // len(report["unseen"]["prompts"]),

@@ -45,6 +45,8 @@ class SpriteRequest:
     start: Start | None = None
     tileable: bool = False
     progress: bool = False
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # as sampling.SampleRequest's
+    cads: float = 0.0
 
 
 def check(req: SpriteRequest) -> None:
@@ -54,6 +56,11 @@ def check(req: SpriteRequest) -> None:
     if req.guidance < 0:
         raise UserError(f"--guidance must be >= 0 (1: plain conditional, 0: unconditional), got "
                         f"{req.guidance}")
+    if len(req.guidance_interval) != 2 or not 0 <= req.guidance_interval[0] < req.guidance_interval[1] <= 1:
+        raise UserError("--guidance_interval must be two noise levels 0 <= low < high <= 1, got "
+                        + ",".join(f"{v:g}" for v in req.guidance_interval))
+    if req.cads < 0:
+        raise UserError(f"--cads must be >= 0 (0: off), got {req.cads:g}")
     if req.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {req.sampler!r}")
     if req.palette not in ("data", "none"):
@@ -71,8 +78,8 @@ def generate(m: Loaded, req: SpriteRequest) -> tuple[torch.Tensor, torch.Tensor]
     cond, null = m.condition.encode(req.wanted, req.negative)
     unconditional = all(w is None for w in req.wanted) and not req.negative
     sreq = SampleRequest(n, cond, null, req.seed, req.sampler, req.steps,
-                         1.0 if unconditional else req.guidance, tileable=req.tileable,
-                         progress=req.progress)
+                         1.0 if unconditional else req.guidance, req.guidance_interval, req.cads,
+                         tileable=req.tileable, progress=req.progress)
     if start is not None:
         sreq.init, sreq.strength = to_unit(start.init).expand(n, -1, -1, -1), start.strength
         if start.mask is not None:
