@@ -37,6 +37,10 @@ def build(spec: ModelSpec, num_classes: int = 0) -> torch.nn.Module:
     """The network of a spec: the autoencoder (backbone=vae), a DiT (classes or text), a UNet2DModel
     (with num_classes + 1 class embeddings for a class model) or a UNet2DConditionModel (text). With
     spec.latent the denoiser works on the autoencoder's latents."""
+    return with_fast_attention(_build(spec, num_classes))
+
+
+def _build(spec: ModelSpec, num_classes: int) -> torch.nn.Module:
     if spec.backbone == "vae":
         return build_vae(spec)
     channels, size = denoiser_shape(spec)
@@ -53,6 +57,39 @@ def build(spec: ModelSpec, num_classes: int = 0) -> torch.nn.Module:
         attention_head_dim=spec.attention_head_dim, norm_num_groups=spec.norm_num_groups,
         num_class_embeds=num_classes + 1 if spec.condition == "class" else None,
     )
+
+
+class CpuBf16Attention:
+    """diffusers' attention with the kernels that are fastest for bf16 autocast on a CPU, the same
+    function: heads of under 16 channels through fused attention (SDPA) in fp32, wider ones through
+    plain batched matmuls and a softmax (diffusers' AttnProcessor); bf16 SDPA is slower than both
+    there (RESULTS.md: speed). Anything else (fp32, a GPU) takes diffusers' default, SDPA, unchanged."""
+
+    def __init__(self):
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+        self.default, self.matmuls = AttnProcessor2_0(), AttnProcessor()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 **kwargs):
+        args = (attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        if hidden_states.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
+                torch.get_autocast_dtype("cpu") != torch.bfloat16:
+            return self.default(*args)
+        if attn.to_q.out_features // attn.heads >= 16:
+            return self.matmuls(*args)
+        with torch.autocast("cpu", enabled=False):
+            return self.default(attn, hidden_states.float(), None if encoder_hidden_states is None else
+                                encoder_hidden_states.float(), attention_mask, temb)
+
+
+def with_fast_attention(net: torch.nn.Module) -> torch.nn.Module:
+    """The network with CpuBf16Attention in every attention layer (where it has them)."""
+    from diffusers.models.attention_processor import Attention
+    processor = CpuBf16Attention()
+    for layer in net.modules():
+        if isinstance(layer, Attention):
+            layer.set_processor(processor)
+    return net
 
 
 class ReferenceUNet(UNet2DConditionModel):
@@ -320,8 +357,8 @@ def _load_export(path: Path) -> Loaded:
     spec = config_mod.model_from_dict(config_mod.split(config_mod.from_legacy(meta["config"]))[0]
                                       if "config" in meta else meta["model"])
     _check_denoiser(spec, path)
-    net = DENOISERS[spec.backbone, spec.condition].from_pretrained(path / "unet",
-                                                                             use_safetensors=True)
+    net = with_fast_attention(DENOISERS[spec.backbone, spec.condition].from_pretrained(
+        path / "unet", use_safetensors=True))
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
     vae = load_vae(path) if (path / "vae").is_dir() else None
     palette, captions = _read_folder_extras(path)

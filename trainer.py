@@ -317,7 +317,9 @@ def make_networks(cfg: Config, num_classes: int, acc, total: int) -> tuple:
     if run.init:
         start_from(net, run.init)
     ema = EMA(net, run.ema_decay)
-    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=acc.device.type == "cuda" or None)
+    # The fused kernel on the CPU as on a GPU: 3x faster than the per-tensor loop torch picks for CPU
+    # tensors by default (RESULTS.md: speed).
+    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=True)
     net, opt = acc.prepare(net, opt)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(run, s, total))
     ema.model.to(acc.device)

@@ -37,6 +37,35 @@ def test_auto_precision_is_bf16_exactly_where_the_device_does_it_fast(monkeypatc
     assert preset("prompt").run.mixed_precision == "auto" == preset("seed").run.mixed_precision
 
 
+@pytest.mark.parametrize("condition", ["class", "text"])
+def test_cpu_bf16_attention_is_the_same_function_and_fp32_is_untouched(condition):
+    """Every attention layer gets the CPU bf16 kernels (heads of 8: SDPA in fp32; of 32: matmuls);
+    fp32 outputs are bit for bit diffusers' default's, bf16 ones within bf16's own error."""
+    import bench
+    import model
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+    for heads in (8, 32):
+        cfg = preset("smoke", channels=4, condition=condition, attention_head_dim=heads)
+        torch.manual_seed(0)
+        net = model.build(cfg.model, 3).eval()
+        layers = [m for m in net.modules() if isinstance(m, Attention)]
+        assert layers and all(isinstance(m.processor, model.CpuBf16Attention) for m in layers)
+        cond = bench.stand_in_conditions(cfg, 2, ["a", "b", "c"])
+        x, t = torch.randn(2, 4, 32, 32), torch.tensor([10, 900])
+
+        def both():
+            with torch.no_grad():
+                fp32 = net(x, t, **cond).sample
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return fp32, net(x, t, **cond).sample.float()
+        fast32, fast16 = both()
+        for m in layers:
+            m.set_processor(AttnProcessor2_0())
+        ref32, ref16 = both()
+        assert torch.equal(fast32, ref32)
+        assert (fast16 - ref32).norm() / ref32.norm() < 3 * (ref16 - ref32).norm() / ref32.norm() + 1e-3
+
+
 def test_compile_flag_runs(tmp_path, monkeypatch):
     # Inductor's C++ compile of even the smoke model takes minutes on 2 cores; the eager backend
     # still traces the model with dynamo through the same --compile code path.
