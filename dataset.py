@@ -323,40 +323,6 @@ def load_folder(data_dir: str, spec: ModelSpec, log=print, exclude: set[Path] = 
     return PixelData(images, labels, classes, files, texts, skipped, notes)
 
 
-def hue_turned(images: torch.Tensor, degrees: float) -> torch.Tensor:
-    """uint8 N,C,H,W with their hue turned by `degrees` (HSV; saturation, value and alpha kept):
-    greys stay grey, red becomes another colour of the same lightness."""
-    from palette import hue_sextants
-    h, v, delta = hue_sextants(images[:, :3].float() / 255, dim=1)
-    h = (h + degrees / 60) % 6
-    k = torch.stack([(5 + h) % 6, (3 + h) % 6, (1 + h) % 6], 1)  # HSV -> RGB by the k-formula
-    out = v[:, None] - delta[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))
-    turned = (out * 255).round().to(torch.uint8)
-    return torch.cat([turned, images[:, 3:]], 1)
-
-
-def recoloured(data: PixelData, copies: int) -> PixelData:
-    """The data plus `copies` recoloured copies of each sprite (hue turned by 360/(copies+1) degree
-    steps), each with its caption's colour words named again from its own pixels by the captions'
-    rule (palette.main_colours): "red potion" -> "blue potion". A sprite whose caption does not
-    start with its colour words (a caption of its own) gets no copies."""
-    from palette import main_colours
-    if not copies:
-        return data
-    prefixes = [" and ".join(main_colours(img)) for img in data.images]
-    keep = torch.tensor([c.startswith(p) and bool(p) for c, p in zip(data.captions, prefixes)])
-    images, labels, captions = [data.images], [data.labels], list(data.captions)
-    for i in range(1, copies + 1):
-        turned = hue_turned(data.images[keep], 360 * i / (copies + 1))
-        images.append(turned)
-        labels.append(data.labels[keep])
-        old = [(c, p) for c, p, k in zip(data.captions, prefixes, keep) if k]
-        captions += [" and ".join(main_colours(img)) + c[len(p):] for img, (c, p) in zip(turned, old)]
-    files = data.files + [f for f, k in zip(data.files, keep) if k] * copies
-    return PixelData(torch.cat(images), torch.cat(labels), data.classes, files, captions, data.skipped,
-                     data.notes)
-
-
 def augment(batch: torch.Tensor, flip_p: float, generator: torch.Generator) -> torch.Tensor:
     """uint8 N,C,H,W -> float in [-1, 1] (float input, a latent model's latents, is kept as it is),
     each image flipped left-right with probability flip_p."""

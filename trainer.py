@@ -34,10 +34,10 @@ from characters import training_data
 from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
 from devices import choose_device, compiled, configure, cpu_threads, precision
-from dataset import PixelData, augment, load_folder, make_grid, read_list, recoloured, to_uint8
+from dataset import PixelData, augment, load_folder, make_grid, read_list, to_uint8
 from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
                    save_denoiser, save_meta)
-from palette import extract, load_palette, save_hex
+from palette import extract, load_palette, recoloured, save_hex
 from sampling import SampleRequest, sample
 
 

@@ -13,8 +13,8 @@ import evaluate
 import train
 from config import ROOT, preset
 from conftest import SMALL_DATA, smoke_argv
-from dataset import hue_turned, load_folder, read_list, recoloured
-from palette import main_colours
+from dataset import PixelData, load_folder, read_list
+from palette import hue_turned, main_colours, recoloured
 
 sys.path.insert(0, str(ROOT / "data"))
 import doll_tiles  # noqa: E402
@@ -35,9 +35,7 @@ def test_the_shipped_held_out_list_is_a_stratified_tenth_of_items_and_monsters()
 def test_recoloured_copies_rename_their_colour_words(tmp_path):
     red = torch.zeros(1, 4, 8, 8, dtype=torch.uint8)
     red[0, 0], red[0, 3] = 220, 255  # an opaque red square
-    data = type("Data", (), {})()
-    data.images, data.labels, data.classes = red, torch.tensor([0]), ["potion"]
-    data.files, data.captions, data.skipped, data.notes = ["a.png"], ["red potion"], [], []
+    data = PixelData(red, torch.tensor([0]), ["potion"], ["a.png"], ["red potion"])
     more = recoloured(data, 2)
     assert len(more.images) == 3 and more.captions[0] == "red potion"
     assert [c.split()[0] for c in more.captions[1:]] == [main_colours(x)[0] for x in more.images[1:]]
