@@ -12,7 +12,6 @@ Usage:
     python recipes.py --list                                          # the candidates
     python recipes.py --candidates=cpu-start,cpu-v --minutes=3,6 --threads=1   # train and score
     python recipes.py --candidates=cpu-v --minutes=12,18 --threads=1     # carry on to later marks
-    python recipes.py --candidates=prompt,prompt-bf16 --minutes=12 --threads=1 --held_out   # + held-out test
     python recipes.py --report                # markdown table + samples/recipes.png (FD vs minutes)
 """
 from __future__ import annotations

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may touch a hub
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One torch thread for each of pytest.ini's two workers (two on a core stall each other); two alone.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -153,6 +154,6 @@ def char_run(lpc, tmp_path_factory) -> Path:
     argv = ["--preset=character", f"--data_dir={lpc}", f"--out_dir={out}", "--run_name=c",
             "--characters=3", "--block_out_channels=16,32", "--down_block_types=DownBlock2D,AttnDownBlock2D",
             "--norm_num_groups=8", "--attention_head_dim=8", "--batch_size=4", "--max_steps=2",
-            "--num_samples=2", "--mixed_precision=no", "--threads=2"]
+            "--num_samples=2", "--mixed_precision=no"]
     assert train.main(argv) == 0
     return out / "c"

@@ -74,7 +74,7 @@ SMOKE = {  # appended to each documented command: the same command at smoke size
     "evaluate": ["--num_samples=6", "--per_class=1", "--steps=1", "--data_dir=path/to/my/sprites"],
     "bench": SMOKE_MODEL + MY_SPRITES + ["--quick", "--timed_steps=1", "--batch_size=2",
                                          "--samplers=dpm", "--variants=base"],  # others: test_speed_paths
-    "recipes": ["--minutes=1e-7", "--num_samples=2", "--threads=2"],
+    "recipes": ["--minutes=1e-7", "--num_samples=2"],
 }
 
 
