@@ -144,8 +144,6 @@ class RunSpec:
     flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
     cond_dropout: float = option(0.1, "share of classes or captions replaced by 'none' in training "
                                       "(for classifier-free guidance)")
-    immiscible: bool = option(False, "noise each image of a batch towards the batch's noise nearest "
-                                     "it (immiscible diffusion: a linear assignment per batch)")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
     init: str = option("", "start from this trained model's weights (a run or an export, e.g. "
@@ -242,11 +240,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "cpu": ("a model to train on a CPU, 8,000 steps (about 66 min on one thread, README): 2.6M UNet, RGBA, "
             "class-conditional, v-prediction, lr 8e-4; chosen by recipes.py (RESULTS.md)",
             dict(_CPU, channels=4, condition="class")),
-    "prompt": ("the shipped model's recipe: the cpu model conditioned on captions instead of classes, "
-               "trained on the items, monsters and doll equipment less the held-out 10%, with 3 "
-               "recoloured copies of each: generate.py --prompt='a blue book'",
+    "prompt": ("the shipped model's network and data: the cpu model conditioned on captions instead "
+               "of classes, trained on the items, monsters and doll equipment less the held-out 10%, "
+               "with 3 recoloured copies of each, as rectified flow (the lever study's winner; the "
+               "shipped model predicts v, carried on from before it): generate.py --prompt='a blue book'",
                dict(_CPU, channels=4, condition="text", attention_head_dim=32, recolour=3,
-                    data_dir=DATA_ALL, held_out="data/heldout.txt")),
+                    data_dir=DATA_ALL, held_out="data/heldout.txt", prediction_type="flow_prediction")),
     "terrain": ("the cpu UNet on the 1,756 floor, wall and water tiles, RGB, one class each: the "
                 "model for seamless tiles (generate.py --tileable)",
                 dict(_CPU, condition="class", attention_head_dim=32, data_dir="data/dcss_terrain")),

@@ -67,12 +67,12 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                 "cpu, a DiT (4 blocks x 128 channels, patches of 2x2) instead of the UNet"),
     "cpu-latent": ("cpu", {"latent": "runs/vae"}, "cpu, the UNet on 8x8x4 latents of runs/vae"),
     # Levers for the prompt model at equal CPU minutes, scored by the held-out test (--held_out).
-    "prompt": ("prompt", {"mixed_precision": "no"}, "the prompt preset in fp32"),
-    "prompt-bf16": ("prompt", {"mixed_precision": "bf16"}, "prompt, bf16 autocast"),
-    "prompt-immiscible": ("prompt", {"mixed_precision": "bf16", "immiscible": True},
-                          "prompt-bf16, immiscible noise assignment"),
-    "prompt-flow": ("prompt", {"mixed_precision": "bf16", "prediction_type": "flow_prediction"},
-                    "prompt-bf16, rectified flow with logit-normal times"),
+    "prompt": ("prompt", {"mixed_precision": "no", "prediction_type": "v_prediction"},
+               "the prompt preset as it was: fp32, predicting v"),
+    "prompt-bf16": ("prompt", {"mixed_precision": "bf16", "prediction_type": "v_prediction"},
+                    "prompt, bf16 autocast"),
+    "prompt-flow": ("prompt", {"mixed_precision": "bf16"},
+                    "prompt-bf16, rectified flow with logit-normal times (the prompt preset now)"),
 }
 
 

@@ -2,7 +2,7 @@
 
 Usage:
     python train.py --preset=smoke                   # a tiny model, 6 steps: seconds
-    python train.py --preset=prompt                  # the shipped model's recipe (text prompts)
+    python train.py --preset=prompt                  # a text-prompt model on the shipped data (flow)
     python train.py --preset=cpu                     # a class model: 8,000 steps, about an hour on a CPU
     python train.py                                  # the seed's reference setup (hours on a CPU)
     python train.py --preset=cpu --backbone=dit      # a diffusion transformer (DiT) instead of the UNet

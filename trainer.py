@@ -68,14 +68,9 @@ class Diffusion:
         flips then act on latents: a flipped latent decodes to about the flipped sprite)."""
         return images if self.vae is None else encode(self.vae, images)
 
-    def noise(self, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """The batch's noise; with run.immiscible, each image gets the noise nearest it (below)."""
-        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
-        return immiscible(x0, noise) if self.run.immiscible else noise
-
     def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         sched, spec = self.scheduler, self.spec
-        noise = self.noise(x0, g)
+        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g,
                           device=g.device).to(x0.device)
         cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
@@ -115,22 +110,12 @@ class Flow(Diffusion):
     as the flow (sampling.make_sampler)."""
 
     def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        noise = self.noise(x0, g)
+        noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         s = torch.sigmoid(torch.randn((x0.shape[0],), generator=g, device=g.device)).to(x0.device)
         x_s = torch.lerp(x0, noise, s.view(-1, 1, 1, 1))
         cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
         pred = net(x_s, s * self.scheduler.config.num_train_timesteps, **cond).sample.float()
         return F.mse_loss(pred, noise - x0)
-
-
-def immiscible(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Immiscible diffusion (Li et al. 2024): the batch's noises handed to its images so that the
-    summed distance is least (a linear assignment), so each image is noised towards the noise nearest
-    it and the targets of nearby noisy inputs disagree less."""
-    from scipy.optimize import linear_sum_assignment
-    cost = torch.cdist(x0.flatten(1).float(), noise.flatten(1).float()).cpu().numpy()
-    _, order = linear_sum_assignment(cost)
-    return noise[torch.as_tensor(order, device=noise.device)]
 
 
 KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
