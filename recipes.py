@@ -210,7 +210,7 @@ def report(opts: RecipeOptions) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in sorted(names, key=rank):
         last = [at[n, m] for m in marks if (n, m) in at][-1]
-        cells = [f"`{n}`", CANDIDATES[n][2], f"{last['params_m']}M",
+        cells = [f"`{n}`", CANDIDATES[n][2] if n in CANDIDATES else "(dropped since)", f"{last['params_m']}M",
                  f"{last['step'] / last['minutes']:.0f}" if last["minutes"] else "-"]
         cells += [f"{at[n, m]['fd_lite0']:.0f}" if (n, m) in at else "" for m in marks]
         lines.append("| " + " | ".join(cells) + " |")
