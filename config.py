@@ -219,8 +219,6 @@ class SamplingOptions:
                                    "none | a .hex or .gpl file")
     guidance_interval: tuple[float, ...] = option((0.0, 1.0), "guide only at noise levels t/T in "
                                                               "low,high (elsewhere plain conditional)")
-    cads: float = option(0.0, "text models: noise the prompt's embeddings early in sampling with this "
-                              "scale (condition annealing, CADS) for variety; 0: off")
 
 MODEL_KEYS = frozenset(f.name for f in fields(ModelSpec))
 RUN_KEYS = frozenset(f.name for f in fields(RunSpec))

@@ -102,8 +102,7 @@ def main(argv: list[str]) -> None:
     from conditioning import unknown_words_line
     from sprites import SpriteRequest, check, generate, save, start_from
     req = SpriteRequest([], o.seed, o.sampler, o.steps, o.guidance, o.palette, o.negative_prompt,
-                        tileable=o.tileable, progress=True, guidance_interval=o.guidance_interval,
-                        cads=o.cads)
+                        tileable=o.tileable, progress=True, guidance_interval=o.guidance_interval)
     check(req)
     device = choose_device(o.device)
     m = load_model(o.model)

@@ -33,8 +33,7 @@ class SampleRequest:
     offset before each model call and the prediction back after: every pixel spends steps away from
     the border, so the sprite wraps in x and y. Guidance applies only at noise levels t/T within
     `guidance_interval` (Kynkaanniemi et al. 2024: guiding the noisiest steps costs variety, the last
-    ones add little); elsewhere the plain conditional output. `cads` > 0 noises a text condition's
-    embeddings early in sampling (CADS, Sadat et al. 2024; below), for variety within a prompt."""
+    ones add little); elsewhere the plain conditional output."""
     n: int
     cond: dict = field(default_factory=dict)  # the backbone's conditioning arguments, a row per image
     null: dict = field(default_factory=dict)  # the same without the condition (guidance pushes from it)
@@ -43,7 +42,6 @@ class SampleRequest:
     steps: int = 0  # 0: the sampler's default
     guidance: float = GUIDANCE
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # noise levels t/T that are guided (below)
-    cads: float = 0.0  # condition annealing's noise scale (below)
     init: torch.Tensor | None = None
     strength: float = 1.0
     mask: torch.Tensor | None = None
@@ -84,29 +82,6 @@ def guided_output(net, x: torch.Tensor, t, cond: dict, null: dict, guidance: flo
     both = {k: None if v is None else torch.cat([v, null[k]]) for k, v in cond.items()}
     out_cond, out_null = net(torch.cat([x, x]), t, **both).sample.chunk(2)
     return out_null + guidance * (out_cond - out_null)
-
-
-CADS_TAU = (0.6, 0.9)  # CADS's schedule: the condition whole below 0.6 of the noise, pure noise above 0.9
-
-
-def annealed(cond: dict, level: float, scale: float, g: torch.Generator) -> dict:
-    """CADS: each text embedding y mixed with Gaussian noise, sqrt(gamma) y + scale sqrt(1 - gamma) n,
-    gamma falling from 1 at noise level CADS_TAU[0] to 0 at CADS_TAU[1], then rescaled to y's own
-    mean and spread. Masks, classes and references pass unchanged."""
-    lo, hi = CADS_TAU
-    gamma = min(1.0, max(0.0, (hi - level) / (hi - lo)))
-    if not scale or gamma == 1.0:
-        return cond
-    out = dict(cond)
-    for key in ("encoder_hidden_states", "class_labels"):
-        y = cond.get(key)
-        if y is None or not y.is_floating_point():
-            continue
-        noisy = gamma ** 0.5 * y + scale * (1 - gamma) ** 0.5 * torch.randn(y.shape, generator=g).to(y)
-        dims = tuple(range(1, y.dim()))
-        out[key] = (noisy - noisy.mean(dims, keepdim=True)) / (noisy.std(dims, keepdim=True) + 1e-8) \
-            * y.std(dims, keepdim=True) + y.mean(dims, keepdim=True)
-    return out
 
 
 def _on(d: dict, device) -> dict:
@@ -154,8 +129,7 @@ def sample(net, scheduler: DDPMScheduler, req: SampleRequest, vae=None) -> torch
             # tiling hook: the model sees the image rolled by a random offset
             shift = torch.randint(size, (2,), generator=g).tolist() if req.tileable else [0, 0]
             out = guided_output(net, torch.roll(solver.scale_model_input(x, t), shift, (2, 3)), t,
-                                annealed(cond, level(t), req.cads, g), null,
-                                req.guidance if lo <= level(t) <= hi else 1.0)
+                                cond, null, req.guidance if lo <= level(t) <= hi else 1.0)
             out = torch.roll(out, [-shift[0], -shift[1]], (2, 3))
             x_next = solver.step(out.float(), t, x, generator=g).prev_sample
             if mask is not None:  # mask hook: outside it, the init noised to the next level

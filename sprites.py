@@ -46,7 +46,6 @@ class SpriteRequest:
     tileable: bool = False
     progress: bool = False
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # as sampling.SampleRequest's
-    cads: float = 0.0
 
 
 def check(req: SpriteRequest) -> None:
@@ -59,8 +58,6 @@ def check(req: SpriteRequest) -> None:
     if len(req.guidance_interval) != 2 or not 0 <= req.guidance_interval[0] < req.guidance_interval[1] <= 1:
         raise UserError("--guidance_interval must be two noise levels 0 <= low < high <= 1, got "
                         + ",".join(f"{v:g}" for v in req.guidance_interval))
-    if req.cads < 0:
-        raise UserError(f"--cads must be >= 0 (0: off), got {req.cads:g}")
     if req.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {req.sampler!r}")
     if req.palette not in ("data", "none"):
@@ -78,7 +75,7 @@ def generate(m: Loaded, req: SpriteRequest) -> tuple[torch.Tensor, torch.Tensor]
     cond, null = m.condition.encode(req.wanted, req.negative)
     unconditional = all(w is None for w in req.wanted) and not req.negative
     sreq = SampleRequest(n, cond, null, req.seed, req.sampler, req.steps,
-                         1.0 if unconditional else req.guidance, req.guidance_interval, req.cads,
+                         1.0 if unconditional else req.guidance, req.guidance_interval,
                          tileable=req.tileable, progress=req.progress)
     if start is not None:
         sreq.init, sreq.strength = to_unit(start.init).expand(n, -1, -1, -1), start.strength

@@ -25,10 +25,10 @@ from sprites import SpriteRequest, generate
 
 
 def sprites(m: Loaded, o, wanted: list, **changes) -> torch.Tensor:
-    """Snapped uint8 sprites for `wanted`, sampled with o's seed, sampler, steps, guidance (its interval,
-    CADS) and palette (each overridable by `changes`)."""
+    """Snapped uint8 sprites for `wanted`, sampled with o's seed, sampler, steps, guidance (and its
+    interval) and palette (each overridable by `changes`)."""
     req = SpriteRequest(wanted, o.seed, o.sampler, o.steps, o.guidance, o.palette,
-                        guidance_interval=tuple(o.guidance_interval), cads=o.cads)
+                        guidance_interval=tuple(o.guidance_interval))
     return generate(m, dataclasses.replace(req, **changes))[0]
 
 
