@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "04af4d2f82ff44a6"  # with bf16 autocast (devices.fast_bf16), as on this CPU and CI's
+WALK_DIGEST = "38546893dda4f23c"  # with bf16 autocast (devices.fast_bf16), as on this CPU and CI's
 
 
 def digest(images: torch.Tensor) -> str:
