@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may touch a hub
-# One torch thread for each of pytest.ini's two workers (two on a core stall each other); two alone.
-os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+# One torch thread for each of pytest.ini's two workers (threads that share a core stall each other;
+# the workers inherit the controller's environment, so the worker's own value is set, not defaulted).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
