@@ -51,15 +51,16 @@ def test_held_out_marks_carry_the_held_out_test_and_the_report_shows_them(tmp_pa
     (tmp_path / "held.txt").write_text("".join(f"{f}\n" for f in listed))
     text = {"data_dir": str(SMALL_DATA), "condition": "text", "channels": 4,
             "held_out": str(tmp_path / "held.txt")}
-    monkeypatch.setitem(recipes.CANDIDATES, "tiny-text", ("smoke", text, "a prompt model"))
     monkeypatch.setitem(recipes.CANDIDATES, "tiny-flow", ("smoke", {**text, "prediction_type": "flow_prediction"},
                                                           "a prompt model, rectified flow"))
     common = ["--num_samples=4", f"--out_dir={tmp_path}", "--held_out"]
-    assert recipes.main(["--candidates=tiny-text,tiny-flow", "--minutes=1e-7", *common]) == 0
-    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
-    for r in rows:
-        h = r["held_out"]
-        assert 0 <= h["class"] <= 1 and h["fd"] > h["floor"] > 0 and 0 <= h["unseen_colour"] <= 1
+    assert recipes.main(["--candidates=tiny-flow", "--minutes=1e-7", *common]) == 0
+    results = tmp_path / "results.jsonl"
+    row = json.loads(results.read_text())
+    h = row["held_out"]
+    assert 0 <= h["class"] <= 1 and h["fd"] > h["floor"] > 0 and 0 <= h["unseen_colour"] <= 1
+    # the report compares candidates at a mark: a second one, the same figures under another name
+    results.write_text(results.read_text() + json.dumps({**row, "candidate": "tiny-text"}) + "\n")
     capsys.readouterr()
     assert recipes.main([f"--out_dir={tmp_path}", "--report", f"--plot={tmp_path / 'c.png'}"]) == 0
     out = capsys.readouterr().out
