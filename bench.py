@@ -423,9 +423,9 @@ def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opt
     else:
         import tables
         from config import SamplingOptions
-        o = SamplingOptions(steps=2 if opts.quick else 0)
-        o.num_samples = 6 if opts.quick else 0
-        report = tables.held_out_test(m, o, held_out, cfg.run.data_dir if opts.quick else "data/dcss_items")
+        report = tables.held_out_test(m, SamplingOptions(steps=2 if opts.quick else 0), held_out,
+                                      cfg.run.data_dir if opts.quick else "data/dcss_items",
+                                      6 if opts.quick else 0)
         images = report.pop("unseen_images")
         labelled_grid(images, report["unseen"]["prompts"], len(images) // len(report["unseen"]["prompts"]),
                       2).save(out / f"{name}.png")

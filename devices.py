@@ -9,6 +9,8 @@ Usage:
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from config import UserError
@@ -43,10 +45,14 @@ def cpu_threads(requested: int = 0) -> int:
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 matrix work is fast here: a GPU that supports it, or a CPU with AVX512-BF16 or AMX
     (this project's AMD EPYC: a walk cycle samples 2.6x faster under bf16 autocast, RESULTS.md)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags

@@ -104,7 +104,7 @@ def held_out(o: EvalOptions) -> dict:
     from sprites import labelled_grid
     m = load_model(o.model)
     print(f"model: {m.source} ({m.why})")
-    r = tables.held_out_test(m, o, o.held_out, o.data_dir or "data/dcss_items")
+    r = tables.held_out_test(m, o, o.held_out, o.data_dir or "data/dcss_items", o.num_samples)
     c, u, n = r["captions"], r["unseen"], r["class_names"]
     print(f"held-out test: {r['held_out']} sprites never trained on ({r['trained_on']} trained on; probe "
           f"accuracy {r['probe_accuracy']:.0%})\n"

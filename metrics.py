@@ -272,12 +272,12 @@ def train_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
 
 def probe_for(images: torch.Tensor, labels: torch.Tensor, k: int, f_images: torch.Tensor,
-              net) -> tuple:
-    """A probe of k classes trained on images (features f_images) and their mirror images; its
-    held-out accuracy (half the icons trained, the other half scored) says how far its verdicts on
-    samples can be trusted."""
+              net, f_mirrored: torch.Tensor | None = None) -> tuple:
+    """A probe of k classes trained on images (features f_images) and their mirror images (features
+    f_mirrored, computed here unless given); its held-out accuracy (half the icons trained, the other
+    half scored) says how far its verdicts on samples can be trusted."""
     y = torch.cat([labels, labels])
-    f = torch.cat([f_images, features(images.flip(-1), net)])
+    f = torch.cat([f_images, features(images.flip(-1), net) if f_mirrored is None else f_mirrored])
     mean, std = f.mean(0), f.std(0) + 1e-6
     f = (f - mean) / std
     n = len(images)

@@ -247,11 +247,11 @@ def is_flow(scheduler) -> bool:
 
 
 def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x0 noised to timestep t, the way the model was trained."""
+    """x0 noised to timestep t, the way the model trains (a flow model's t may be fractional)."""
     if not is_flow(scheduler):
         return scheduler.add_noise(x0, noise, t)
     s = (t.float() / scheduler.config.num_train_timesteps).view(-1, 1, 1, 1).to(x0.device)
-    return (1 - s) * x0 + s * noise
+    return torch.lerp(x0, noise, s)
 
 
 def noise_estimate(scheduler, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -165,9 +165,9 @@ def hue_turned(images: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def recoloured(data, copies: int):
-    """The data (a dataset.PixelData) plus `copies` recoloured copies of each sprite (hue turned by 360/(copies+1) degree
-    steps), each with its caption's colour words named again from its own pixels by the captions'
-    rule (palette.main_colours): "red potion" -> "blue potion". A sprite whose caption does not
+    """The data (a dataset.PixelData) plus `copies` recoloured copies of each sprite (hue turned by
+    360/(copies+1) degree steps), each with its caption's colour words named again from its own
+    pixels by the captions' rule (main_colours): "red potion" -> "blue potion". A sprite whose caption does not
     start with its colour words (a caption of its own) gets no copies."""
     if not copies:
         return data

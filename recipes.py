@@ -163,9 +163,7 @@ def held_out_scores(m, listed: str, opts: RecipeOptions) -> dict:
     at most num_samples held-out images, prompts and yardstick icons."""
     import tables
     from config import SamplingOptions
-    o = SamplingOptions(seed=opts.seed)
-    o.num_samples = opts.num_samples
-    r = tables.held_out_test(m, o, listed, "data/dcss_items")
+    r = tables.held_out_test(m, SamplingOptions(seed=opts.seed), listed, "data/dcss_items", opts.num_samples)
     return {"held_out": {k: r[a][b] for k, (a, b) in HELD_OUT.items()} | {"diversity": r["diversity"]}}
 
 

@@ -254,11 +254,9 @@ def kind_of(folder: str, file: Path | None = None) -> str:
     return next((k for k, members in MERGED.items() if folder in members), folder)
 
 
-def kinds_of(data: PixelData) -> tuple[list[str], torch.Tensor]:
-    """(the kinds, each image's kind as an index into them)."""
-    each = [kind_of(data.classes[i], f) for i, f in zip(data.labels.tolist(), data.files)]
-    kinds = sorted(set(each))
-    return kinds, torch.tensor([kinds.index(k) for k in each])
+def image_kinds(data: PixelData) -> list[str]:
+    """The kind of each image."""
+    return [kind_of(data.classes[i], f) for i, f in zip(data.labels.tolist(), data.files)]
 OBJECTS = {"helmet": ("helmet", ARMOUR), "crown": ("helmet", ARMOUR), "hood": ("helmet", ARMOUR),
            "hat": ("helmet", ARMOUR), "shield": ("shield", ARMOUR), "buckler": ("shield", ARMOUR),
            "robe": ("body_armour", ARMOUR), "cloak": ("cloak", ARMOUR), "boots": ("boots", ARMOUR),
@@ -291,21 +289,23 @@ def _roots(files: set[Path]) -> str:
     return ",".join(sorted({str(f.parents[1]) for f in files}))
 
 
-def held_out_test(m: Loaded, o, listed: str, yardstick: str) -> dict:
+def held_out_test(m: Loaded, o, listed: str, yardstick: str, cap: int = 0) -> dict:
     """The model judged on what it never saw: sprites sampled from the held-out images' captions
     against those images (class and colour accuracy, FD-Lite0 beside its floor, memorisation against
     the training images), diversity within a prompt, object x colour prompts absent from every
-    caption, and the class names in the yardstick's proportions. o.num_samples (0: all) caps the
-    held-out images, the prompts and the yardstick's images used."""
+    caption, and the class names in the yardstick's proportions. `cap` (0: all) caps the held-out
+    images, the prompts and the yardstick's images used."""
     from dataset import load_folder, read_list
     from metrics import floor_images, kid, prdc
     files = sorted(read_list(listed))
-    files = set(files[::max(1, len(files) // o.num_samples)][:o.num_samples] if o.num_samples else files)
+    files = set(files[::max(1, len(files) // cap)][:cap] if cap else files)
     held = load_folder(_roots(files), m.spec, log=lambda _: None, only=files)
     train = load_folder(m.data_dir, m.spec, log=lambda _: None, exclude=files)
     net = lite0()
     f_train, f_held = features(train.images, net), features(held.images, net)
-    probe, mean, std, probe_acc = probe_for(train.images, train.labels, len(train.classes), f_train, net)
+    f_mirrored = features(train.images.flip(-1), net)
+    probe, mean, std, probe_acc = probe_for(train.images, train.labels, len(train.classes), f_train, net,
+                                            f_mirrored)
     judge = lambda images: probe((features(images, net) - mean) / std).argmax(1)  # noqa: E731
     report = {"held_out": len(held.images), "trained_on": len(train.images), "probe_accuracy": probe_acc}
 
@@ -313,10 +313,10 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str) -> dict:
     want = [held.classes[i] for i in held.labels]
     right = lambda images: float(np.mean([same_kind(train.classes[j], w)  # noqa: E731
                                           for j, w in zip(judge(images).tolist(), want)]))
-    kinds, kind_labels = kinds_of(train)
-    kind_probe, _, _, report["kind_probe_accuracy"] = probe_for(train.images, kind_labels, len(kinds),
-                                                                f_train, net)
-    held_kinds = [kind_of(held.classes[i], f) for i, f in zip(held.labels.tolist(), held.files)]
+    each, held_kinds = image_kinds(train), image_kinds(held)
+    kinds = sorted(set(each))
+    kind_probe, _, _, report["kind_probe_accuracy"] = probe_for(
+        train.images, torch.tensor([kinds.index(k) for k in each]), len(kinds), f_train, net, f_mirrored)
     kind_right = lambda images: float(np.mean([kinds[j] == w for j, w in zip(  # noqa: E731
         kind_probe((features(images, net) - mean) / std).argmax(1).tolist(), held_kinds)]))
     report["kinds"] = kinds
@@ -352,8 +352,8 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str) -> dict:
     report["unseen_images"] = got
 
     items = load_folder(yardstick, m.spec, log=lambda _: None)
-    if o.num_samples:
-        items.images, items.labels = (x[::max(1, len(x) // o.num_samples)] for x in (items.images, items.labels))
+    if cap:
+        items.images, items.labels = (x[::max(1, len(x) // cap)] for x in (items.images, items.labels))
     asked = [items.classes[i] for i in items.labels]  # the class names in the data's proportions
     names = sprites(m, o, asked, progress=True)
     f_items, f_names = features(items.images, net), features(names, net)

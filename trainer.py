@@ -35,8 +35,8 @@ from conditioning import for_model
 from config import EPOCHS, Config, RunSpec, UserError
 from devices import choose_device, compiled, configure, cpu_threads, precision
 from dataset import PixelData, augment, load_folder, make_grid, read_list, to_uint8
-from model import (EMA, build, build_scheduler, calibrate, decode, encode, load_checkpoint, load_vae,
-                   save_denoiser, save_meta)
+from model import (EMA, add_noise, build, build_scheduler, calibrate, decode, encode, load_checkpoint,
+                   load_vae, save_denoiser, save_meta)
 from palette import extract, load_palette, recoloured, save_hex
 from sampling import SampleRequest, sample
 
@@ -112,9 +112,9 @@ class Flow(Diffusion):
     def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         s = torch.sigmoid(torch.randn((x0.shape[0],), generator=g, device=g.device)).to(x0.device)
-        x_s = torch.lerp(x0, noise, s.view(-1, 1, 1, 1))
+        t = s * self.scheduler.config.num_train_timesteps
         cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
-        pred = net(x_s, s * self.scheduler.config.num_train_timesteps, **cond).sample.float()
+        pred = net(add_noise(self.scheduler, x0, noise, t), t, **cond).sample.float()
         return F.mse_loss(pred, noise - x0)
 
 
