@@ -371,8 +371,8 @@ def click_make(page, count: int, timeout_s: float = 600) -> float:
     before = page.evaluate(shown)
     t0 = time.perf_counter()
     page.click("#make")
-    page.wait_for_function(f"([n, b]) => {{ const s = [...document.querySelectorAll('#gallery img')]; "
-                           f"return s.length >= n && s.map(e => e.src).join() !== b; }}",
+    page.wait_for_function("([n, b]) => { const s = [...document.querySelectorAll('#gallery img')]; "
+                           "return s.length >= n && s.map(e => e.src).join() !== b; }",
                            arg=[count, before], timeout=timeout_s * 1000)
     return time.perf_counter() - t0
 

@@ -306,8 +306,6 @@ def gpu_check(opts: BenchOptions, data_dir: str) -> None:
     import contextlib
     import io
 
-    import torch
-
     from config import preset
     out, runs = Path(opts.gpu_check), tempfile.mkdtemp(prefix="gpu-check-")  # runs stay out of DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -376,7 +374,8 @@ def character_check(opts: BenchOptions, runs: str, minutes: float, out: Path) ->
     from config import preset
     from model import load_model
     from trainer import train
-    quick = dict(characters=3, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    quick = dict(characters=3, block_out_channels=(16, 32, 32),
+                 down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                  norm_num_groups=8, attention_head_dim=8, max_steps=2, mixed_precision="no") if opts.quick else {}
     batch = 4 if opts.quick else 128
     cfg = preset("character", data_dir=opts.lpc, batch_size=batch, lr=8e-4 * (batch / 16) ** 0.5,
@@ -387,7 +386,7 @@ def character_check(opts: BenchOptions, runs: str, minutes: float, out: Path) ->
     m = load_model(Path(runs) / "characters")
     report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0,
                                                  captions=False),
-                              opts.lpc, 2 if opts.quick else 20)
+                              opts.lpc, 1 if opts.quick else 20)
     report.pop("example")
     stats = {"steps": ckpt["step"], "training_seconds": ckpt["seconds"], "batch_size": batch, **report}
     (out / "characters.json").write_text(json.dumps(stats, indent=2) + "\n")

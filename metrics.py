@@ -151,8 +151,7 @@ def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8,
     """Share of (opaque) sample pixels farther than `tolerance` levels (max over R,G,B) from every
     colour that occurs in the data or in `palette` (K x 3, the colours the samples were snapped to:
     median cut averages the data's colours, so its entries need not occur in the data). A 256^3 table
-    of those colours, dilated by the tolerance along each axis (a running sum), answers each pixel with
-    one lookup."""
+    of those colours, dilated by the tolerance along each axis, answers each pixel with one lookup."""
     def colours(images):
         p = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
         return (p[p[:, 3] > 127] if images.shape[1] == 4 else p)[:, :3].long()
@@ -160,17 +159,21 @@ def off_palette(samples: torch.Tensor, data: torch.Tensor, tolerance: int = 8,
     s = colours(samples)
     if len(s) == 0:
         return 0.0
-    near = torch.zeros(256, 256, 256, dtype=torch.int32)
     d = colours(data)
     if palette is not None:
         d = torch.cat([d, palette.long()])
-    near[d[:, 0], d[:, 1], d[:, 2]] = 1
-    for axis in range(3):  # a box of 2 * tolerance + 1 along each axis, from a running sum
-        c = near.movedim(axis, -1).cumsum(-1, dtype=torch.int32)
-        c = torch.cat([torch.zeros_like(c[..., :tolerance + 1]), c,
-                       c[..., -1:].expand(-1, -1, tolerance)], -1)
-        near = (c[..., 2 * tolerance + 1:] - c[..., :256] > 0).int().movedim(-1, axis)
-    return (near[s[:, 0], s[:, 1], s[:, 2]] == 0).double().mean().item()
+    near = torch.zeros(256, 256, 256, dtype=torch.bool)
+    near[d[:, 0], d[:, 1], d[:, 2]] = True
+    for axis in range(3):
+        v, radius = near.movedim(axis, 0), 0
+        while radius < tolerance:  # a box of radius r shifted by up to r + 1 either way: r + shift
+            shift = min(radius + 1, tolerance - radius)
+            grown = v.clone()
+            grown[shift:] |= v[:-shift]
+            grown[:-shift] |= v[shift:]
+            v, radius = grown, radius + shift
+        near = v.movedim(0, axis)
+    return (~near[s[:, 0], s[:, 1], s[:, 2]]).double().mean().item()
 
 
 def semi_transparent(images: torch.Tensor) -> float:

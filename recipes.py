@@ -122,21 +122,25 @@ def train_to(name: str, minutes: float, opts: RecipeOptions) -> Path:
     return folder
 
 
-def measure(name: str, folder: Path, opts: RecipeOptions, net) -> dict:
+def measure(name: str, folder: Path, opts: RecipeOptions, net, known: dict) -> dict:
     """FD-Lite0 and KID of the run's exported EMA weights (sampled as generate.py samples them, raw
-    colours), and the floor at the same sample count."""
+    colours), and the floor at the same sample count. `known`: the data's features and the floor's
+    by data folder and size, computed once for every candidate on the same data."""
     from dataset import load_folder
     from metrics import features, floor_images, frechet, kid
     from model import META_FILE, load_checkpoint, load_model, vae_folder
     from sprites import SpriteRequest, generate
     ckpt = load_checkpoint(folder / "checkpoint.pt")
     m = load_model(folder / "model")
-    data = load_folder(m.data_dir, m.spec, log=lambda _: None).images
+    key = (m.data_dir, m.spec.image_size, m.spec.channels)
+    if key not in known:
+        data = load_folder(m.data_dir, m.spec, log=lambda _: None).images
+        known[key] = features(data, net), features(floor_images(data, opts.num_samples), net)
+    f_data, f_ref = known[key]
     start = time.perf_counter()
     samples, _ = generate(m, SpriteRequest(m.condition.defaults(opts.num_samples), opts.seed, palette="none"))
     seconds = time.perf_counter() - start
-    f_data, f_s = features(data, net), features(samples, net)
-    f_ref = features(floor_images(data, opts.num_samples), net)
+    f_s = features(samples, net)
     ceiling = json.loads((vae_folder(m.spec.latent).parent / META_FILE).read_text()).get(
         "reconstruction", {}) if m.spec.latent else {}
     held = held_out_scores(m, config_mod.load(folder / "config.json").run.held_out, opts) \
@@ -172,14 +176,14 @@ def run(opts: RecipeOptions) -> None:
 
     from metrics import lite0
     torch.set_num_threads(opts.threads)
-    net = lite0()
+    net, known = lite0(), {}
     for name in opts.candidates:
         for mark in sorted(opts.minutes):
             done = [r for r in read_rows(opts) if r["candidate"] == name and r["mark"] >= mark]
             if done:
                 continue
             folder = train_to(name, mark, opts)
-            row = {"mark": mark, **measure(name, folder, opts, net)}
+            row = {"mark": mark, **measure(name, folder, opts, net, known)}
             print(f"{name} at {row['minutes']} min (step {row['step']}): FD-Lite0 "
                   f"{row['fd_lite0']:.0f} (floor {row['floor_fd']:.0f})")
             with results_path(opts).open("a") as f:

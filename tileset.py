@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from config import OUTPUTS, SAMPLER, SAMPLER_STEPS, UserError, folder_path, option, parse_args, script
 

@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 import torch.nn.functional as F
 
-import evaluate
 import metrics
 import generate
 from config import UserError, preset
@@ -63,6 +62,16 @@ def test_pixel_statistics(icons):
     assert metrics.off_palette(blur(data), data) > 0.05
     assert metrics.colour_counts(blur(data)).mean() > metrics.colour_counts(data).mean()
     assert metrics.semi_transparent(blur(data)) > 2 * metrics.semi_transparent(data) > 0
+
+
+def test_off_palette_is_a_box_of_the_tolerance_on_each_channel():
+    data = torch.tensor([[100, 50, 200], [10, 250, 0]], dtype=torch.uint8).T.reshape(1, 3, 1, 2)
+    within = torch.tensor([[108, 42, 208], [2, 255, 8], [100, 50, 200]], dtype=torch.uint8)
+    beyond = torch.tensor([[109, 50, 200], [100, 41, 200], [10, 250, 9], [55, 150, 100]], dtype=torch.uint8)
+    as_images = lambda px: px.T.reshape(1, 3, 1, len(px))
+    assert metrics.off_palette(as_images(within), data) == 0.0
+    assert metrics.off_palette(as_images(beyond), data) == 1.0
+    assert metrics.off_palette(as_images(torch.cat([within, beyond])), data, tolerance=0) == 6 / 7
 
 
 def test_score_report_has_floor(icons, net):

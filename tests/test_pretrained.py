@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "38546893dda4f23c"  # with bf16 autocast (devices.fast_bf16), as on this CPU and CI's
+WALK_DIGEST = "81db2bd565a6b123"  # animate.py --init --steps=2, under bf16 autocast (devices.fast_bf16), as on this CPU and CI's
 
 
 def digest(images: torch.Tensor) -> str:
@@ -84,7 +84,7 @@ def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_p
     """animate.py as a fresh clone runs it: the shipped model by default, every file written, the
     standing frame kept, the frames in its colours; a walk drawn bit for bit as it was."""
     import animate
-    from animation import FILES, WalkRequest, read_reference, walk_cycle
+    from animation import FILES
     from devices import fast_bf16
     from test_characters import hero
     init = hero(tmp_path, lpc)
@@ -94,7 +94,6 @@ def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_p
     assert animate.main(["--prompt=a man with blond hair, a red shirt and teal pants",
                          f"--out={tmp_path / 'b'}", "--steps=2"]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(FILES)
-    m = load_model(SHIPPED / "characters")
-    walk = walk_cycle(m, WalkRequest(read_reference(init, log=lambda _: None), seed=1, steps=3))
+    sheet = torch.from_numpy(np.array(Image.open(tmp_path / "a" / "sheet.png")))
     if fast_bf16(torch.device("cpu")):  # the pin holds where walks sample under bf16 autocast
-        assert digest(walk) == WALK_DIGEST
+        assert digest(sheet) == WALK_DIGEST, digest(sheet)

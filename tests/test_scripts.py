@@ -2,7 +2,6 @@
 import dataclasses
 import importlib
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 
 import config
-from conftest import ROOT, SMALL_DATA
+from conftest import ROOT
 
 SCRIPTS = ["train", "generate", "evaluate", "visualize", "dataset", "palette", "bench", "recipes", "app",
            "tileset", "animate", "mcp_server"]

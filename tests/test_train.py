@@ -8,7 +8,7 @@ from diffusers import DDPMPipeline
 
 import train
 import trainer
-from conftest import spec_of, smoke_argv
+from conftest import smoke_argv
 from config import UserError, preset
 from dataset import PixelData, augment, load_folder
 from model import build, build_scheduler, load_model
