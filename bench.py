@@ -134,16 +134,18 @@ def seed_round(cfg: Config, classes: list[str], device, opts: BenchOptions) -> f
     """Seconds per step of the original seed script's loop, reproduced: PIL files opened per item,
     torchvision Resize (bilinear, its default) / RandomHorizontalFlip / ToTensor / Normalize, a
     DataLoader of batch 16 with shuffling, eager fp32, Adam, MSE on the noise; on the same network
-    as the repo's loop (its channels and its condition, given stand-in conditions), so that the two
-    differ by their loops alone."""
+    as the repo's loop (its channels and its condition, given stand-in conditions) with diffusers'
+    stock attention, so that the two differ by their loops and kernels alone."""
     import torch
     import torch.nn.functional as F
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
     from dataset import data_dirs, list_images
-    from model import build, build_scheduler
+    from model import build, build_scheduler, with_fast_attention
     files = [p for root in data_dirs(cfg.run.data_dir) for p, _ in list_images(root)]
     size = cfg.model.image_size
 
@@ -158,7 +160,8 @@ def seed_round(cfg: Config, classes: list[str], device, opts: BenchOptions) -> f
     tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(),
                     T.ToTensor(), T.Normalize([0.5] * len(mode), [0.5] * len(mode))])
     torch.manual_seed(cfg.run.seed)
-    unet = build(cfg.model, len(classes)).to(device)
+    # the seed's stock diffusers attention, not model.CpuAttention
+    unet = with_fast_attention(build(cfg.model, len(classes)), AttnProcessor2_0()).to(device)
     cond = {k: v if v is None else v.to(device)
             for k, v in stand_in_conditions(cfg, cfg.run.batch_size, classes).items()}
     scheduler = build_scheduler(cfg.model)

@@ -59,11 +59,13 @@ def _build(spec: ModelSpec, num_classes: int) -> torch.nn.Module:
     )
 
 
-class CpuBf16Attention:
-    """diffusers' attention with the kernels that are fastest for bf16 autocast on a CPU, the same
-    function: heads of under 16 channels through fused attention (SDPA) in fp32, wider ones through
-    plain batched matmuls and a softmax (diffusers' AttnProcessor); bf16 SDPA is slower than both
-    there (RESULTS.md: speed). Anything else (fp32, a GPU) takes diffusers' default, SDPA, unchanged."""
+class CpuAttention:
+    """diffusers' attention (AttnProcessor2_0's function) with the kernels that are fastest on a CPU.
+    Heads of under 16 channels: fused attention (SDPA) with each head zero-padded to 16 channels (the
+    same scores and outputs; forward and backward 1.3x faster at 8 channels), in fp32 (bf16 SDPA is
+    slower there; with a mask or extra norms, diffusers' default in fp32). Wider heads under bf16
+    autocast: plain batched matmuls and a softmax (diffusers' AttnProcessor). Wide fp32 heads and a
+    GPU take diffusers' default unchanged (RESULTS.md: speed)."""
 
     def __init__(self):
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -72,20 +74,52 @@ class CpuBf16Attention:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  **kwargs):
         args = (attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        if hidden_states.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
-                torch.get_autocast_dtype("cpu") != torch.bfloat16:
+        if hidden_states.device.type != "cpu":
             return self.default(*args)
+        bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         if attn.to_q.out_features // attn.heads >= 16:
-            return self.matmuls(*args)
+            return self.matmuls(*args) if bf16 else self.default(*args)
+        plain = attention_mask is None and attn.spatial_norm is None and attn.norm_q is None and \
+            attn.norm_k is None
         with torch.autocast("cpu", enabled=False):
-            return self.default(attn, hidden_states.float(), None if encoder_hidden_states is None else
-                                encoder_hidden_states.float(), attention_mask, temb)
+            x, context = hidden_states.float(), None if encoder_hidden_states is None else \
+                encoder_hidden_states.float()
+            return padded_attention(attn, x, context) if plain else \
+                self.default(attn, x, context, attention_mask, temb)
 
 
-def with_fast_attention(net: torch.nn.Module) -> torch.nn.Module:
-    """The network with CpuBf16Attention in every attention layer (where it has them)."""
+def padded_attention(attn, x: torch.Tensor, context: torch.Tensor | None, width: int = 16) -> torch.Tensor:
+    """AttnProcessor2_0 without masks or extra norms, its heads zero-padded to `width` channels:
+    zeros add nothing to q.k (the scale stays 1/sqrt of the real width) and come out as zeros of v."""
+    import torch.nn.functional as F
+    residual = x
+    if x.ndim == 4:
+        x = x.flatten(2).transpose(1, 2)
+    if attn.group_norm is not None:
+        x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
+    if context is None:
+        context = x
+    elif attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
+    d = k.shape[-1] // attn.heads
+
+    def heads(t):
+        return F.pad(t.view(len(t), -1, attn.heads, d).transpose(1, 2), (0, width - d))
+
+    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), scale=d ** -0.5)[..., :d]
+    out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(len(x), -1, attn.heads * d)))
+    if residual.ndim == 4:
+        out = out.transpose(1, 2).reshape(residual.shape)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
+def with_fast_attention(net: torch.nn.Module, processor=None) -> torch.nn.Module:
+    """The network with CpuAttention (or `processor`) in every attention layer (where it has them)."""
     from diffusers.models.attention_processor import Attention
-    processor = CpuBf16Attention()
+    processor = processor or CpuAttention()
     for layer in net.modules():
         if isinstance(layer, Attention):
             layer.set_processor(processor)

@@ -38,9 +38,10 @@ def test_auto_precision_is_bf16_exactly_where_the_device_does_it_fast(monkeypatc
 
 
 @pytest.mark.parametrize("condition", ["class", "text"])
-def test_cpu_bf16_attention_is_the_same_function_and_fp32_is_untouched(condition):
-    """Every attention layer gets the CPU bf16 kernels (heads of 8: SDPA in fp32; of 32: matmuls);
-    fp32 outputs are bit for bit diffusers' default's, bf16 ones within bf16's own error."""
+def test_cpu_attention_is_the_same_function(condition):
+    """Every attention layer gets the CPU kernels (heads of 8: SDPA padded to 16 channels, in fp32;
+    of 32: matmuls under bf16). fp32 outputs with heads of 32 are bit for bit diffusers' default's,
+    with heads of 8 within fp32 rounding; bf16 ones within bf16's own error."""
     import bench
     import model
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
@@ -49,7 +50,7 @@ def test_cpu_bf16_attention_is_the_same_function_and_fp32_is_untouched(condition
         torch.manual_seed(0)
         net = model.build(cfg.model, 3).eval()
         layers = [m for m in net.modules() if isinstance(m, Attention)]
-        assert layers and all(isinstance(m.processor, model.CpuBf16Attention) for m in layers)
+        assert layers and all(isinstance(m.processor, model.CpuAttention) for m in layers)
         cond = bench.stand_in_conditions(cfg, 2, ["a", "b", "c"])
         x, t = torch.randn(2, 4, 32, 32), torch.tensor([10, 900])
 
@@ -62,7 +63,7 @@ def test_cpu_bf16_attention_is_the_same_function_and_fp32_is_untouched(condition
         for m in layers:
             m.set_processor(AttnProcessor2_0())
         ref32, ref16 = both()
-        assert torch.equal(fast32, ref32)
+        assert torch.equal(fast32, ref32) if heads == 32 else (fast32 - ref32).abs().max() < 1e-5 * ref32.abs().max()
         assert (fast16 - ref32).norm() / ref32.norm() < 3 * (ref16 - ref32).norm() / ref32.norm() + 1e-3
 
 
