@@ -73,6 +73,10 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                     "prompt, bf16 autocast"),
     "prompt-flow": ("prompt", {"mixed_precision": "bf16"},
                     "prompt-bf16, rectified flow with logit-normal times (the prompt preset now)"),
+    "prompt-batch32": ("prompt", {"mixed_precision": "bf16", "batch_size": 32, "lr": 8e-4 * 2 ** 0.5},
+                       "prompt-flow at batch 32, the learning rate x sqrt(2)"),
+    "prompt-wide": ("prompt", {"mixed_precision": "bf16", "block_out_channels": (64, 128, 128)},
+                    "prompt-flow, wider (64,128,128)"),
 }
 
 
