@@ -146,6 +146,9 @@ class RunSpec:
                                       "(for classifier-free guidance)")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
+    repa: float = option(0.0, "weight of REPA, representation alignment (Yu et al. 2024): the UNet's "
+                              "middle features, pooled, through a small trained projector, towards "
+                              "EfficientNet-Lite1's features of the clean sprite; 0: off")
     init: str = option("", "start from this trained model's weights (a run or an export, e.g. "
                            "pretrained) with a fresh optimiser; the run keeps that model's options "
                            "(image_size may change)")
@@ -322,10 +325,12 @@ def validate(cfg: Config) -> None:
     for key in ("lr", "batch_size", "log_every", "ckpt_every"):
         need(getattr(r, key) > 0, f"{key} must be positive, got {getattr(r, key)}")
     for key in ("max_steps", "max_minutes", "warmup_steps", "sample_every", "threads", "num_samples",
-                "min_snr_gamma", "recolour"):
+                "min_snr_gamma", "recolour", "repa"):
         need(getattr(r, key) >= 0, f"{key} must be >= 0, got {getattr(r, key)}")
     for key in ("flip_p", "cond_dropout", "ema_decay"):
         need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")
+    need(not r.repa or (cfg.model.backbone, cfg.model.latent) == ("unet", ""),
+         "--repa aligns a pixel UNet's middle features: --backbone=unet, no --latent")
     need(cfg.model.condition != "character" or (r.flip_p, r.recolour) == (0, 0),
          "a character model's frames keep their direction: --flip_p=0 --recolour=0")
     for key in ("mixed_precision", "device", "lr_decay"):

