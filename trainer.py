@@ -460,6 +460,9 @@ def restore_checkpoint(path: Path, parts: dict, classes: list[str]) -> tuple[int
     if ckpt["classes"] != classes:
         raise UserError(f"the data's classes {classes} differ from the run's {ckpt['classes']}")
     ckpt.setdefault("net", ckpt.get("unet"))  # checkpoints written before the objectives' split
+    missing = sorted(set(parts) - set(ckpt))
+    if missing:  # e.g. --repa given to a run that trained without it
+        raise UserError(f"the checkpoint {path} has no {', '.join(missing)}: a resumed run keeps its --repa")
     for k, v in parts.items():
         v.load_state_dict(ckpt[k])
     torch.set_rng_state(ckpt["rng"]["torch"])

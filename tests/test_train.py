@@ -197,3 +197,18 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     assert train.main([f"--init={cond_run}", "--run_name=y", *base, f"--data_dir={one_class.parent}"]) == 2
     err = capsys.readouterr().err
     assert "do not fit this run's network" in err and err.count("\n") == 1
+
+
+def test_repa_trains_its_projector_checkpoints_it_and_resumes_exactly(tmp_path):
+    """--repa adds the alignment term (the loss differs from the same run without it), keeps its
+    projector in the checkpoint and out of the export, and a split run gives the unbroken one's losses."""
+    base = ["--max_steps=4", "--ckpt_every=2", "--sample_every=0"]
+    assert train.main(smoke_argv(tmp_path, "plain", *base)) == 0
+    assert train.main(smoke_argv(tmp_path, "whole", "--repa=0.5", *base)) == 0
+    assert train.main(smoke_argv(tmp_path, "split", "--repa=0.5", *base[1:], "--max_steps=2")) == 0
+    assert train.main(["--resume", f"--out_dir={tmp_path}", "--run_name=split", "--max_steps=4"]) == 0
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole") != losses(tmp_path / "plain")
+    ckpt = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    assert "projector" in ckpt and load_model(tmp_path / "whole" / "model").steps == 4
+    with pytest.raises(UserError, match="pixel UNet"):
+        preset("smoke", backbone="dit", repa=0.5)
