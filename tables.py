@@ -313,30 +313,30 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str, cap: int = 0) -> di
     f_mirrored = features(train.images.flip(-1), net)
     probe, mean, std, probe_acc = probe_for(train.images, train.labels, len(train.classes), f_train, net,
                                             f_mirrored)
-    judge = lambda images: probe((features(images, net) - mean) / std).argmax(1)  # noqa: E731
+    judge = lambda f: probe((f - mean) / std).argmax(1)  # noqa: E731  (f: Lite0 features)
     report = {"held_out": len(held.images), "trained_on": len(train.images), "probe_accuracy": probe_acc}
 
     samples = sprites(m, o, m.condition.of(held, torch.arange(len(held.images))), progress=True)
     want = [held.classes[i] for i in held.labels]
-    right = lambda images: float(np.mean([same_kind(train.classes[j], w)  # noqa: E731
-                                          for j, w in zip(judge(images).tolist(), want)]))
+    right = lambda f: float(np.mean([same_kind(train.classes[j], w)  # noqa: E731
+                                     for j, w in zip(judge(f).tolist(), want)]))
     each, held_kinds = image_kinds(train), image_kinds(held)
     kinds = sorted(set(each) - {None})
     has = torch.tensor([k is not None for k in each])
     kind_probe, k_mean, k_std, report["kind_probe_accuracy"] = probe_for(
         train.images[has], torch.tensor([kinds.index(k) for k in each if k]), len(kinds), f_train[has], net,
         f_mirrored[has])
-    kind_judge = lambda images: kind_probe((features(images, net) - k_mean) / k_std).argmax(1)  # noqa: E731
+    kind_judge = lambda f: kind_probe((f - k_mean) / k_std).argmax(1)  # noqa: E731
     scored = [i for i, k in enumerate(held_kinds) if k]  # the held-out images that have a kind
-    kind_right = lambda images: float(np.mean([kinds[j] == held_kinds[i] for i, j in zip(  # noqa: E731
-        scored, kind_judge(images[scored]).tolist())]))
+    kind_right = lambda f: float(np.mean([kinds[j] == held_kinds[i] for i, j in zip(  # noqa: E731
+        scored, kind_judge(f[scored]).tolist())]))
     report["kinds"] = kinds
     f_s, floor = features(samples, net), floor_images(held.images, len(held.images))
     report["captions"] = {
-        "class_accuracy": right(samples),
-        "class_accuracy_of_the_icons": right(held.images),  # the ceiling
-        "kind_accuracy": kind_right(samples),
-        "kind_accuracy_of_the_icons": kind_right(held.images),  # the kind probe's ceiling
+        "class_accuracy": right(f_s),
+        "class_accuracy_of_the_icons": right(f_held),  # the ceiling
+        "kind_accuracy": kind_right(f_s),
+        "kind_accuracy_of_the_icons": kind_right(f_held),  # the kind probe's ceiling
         "colour_accuracy": colour_agreement(samples, held.images),
         "fd_lite0": frechet(f_s, f_held), "floor_fd": frechet(features(floor, net), f_held),
         "kid": kid(f_s, f_held)[0], **prdc(f_held, f_s),
@@ -349,8 +349,8 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str, cap: int = 0) -> di
 
     unseen = unseen_prompts(train.captions, train.classes, k)
     got = sprites(m, o, [p for p, _, _ in unseen for _ in range(4)])
-    said = judge(got).view(len(unseen), 4)
-    kind_said = kind_judge(got).view(len(unseen), 4)
+    f_got = features(got, net)
+    said, kind_said = judge(f_got).view(len(unseen), 4), kind_judge(f_got).view(len(unseen), 4)
     report["unseen"] = {"prompts": [p for p, _, _ in unseen],
                         "class_accuracy": float(np.mean([np.mean([any(same_kind(train.classes[j], k) for k in c)
                                                                   for j in said[i]])
