@@ -96,10 +96,21 @@ def fresh_clone(dest) -> None:
     subprocess.run(git + ["-C", str(dest), "checkout", "-q", changed or "HEAD"], check=True)
 
 
-def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monkeypatch):
+SCORERS = {"evaluate", "bench", "recipes"}  # the second half: a test of its own, so both workers share them
+# what the scorers' lines read: a latest run, runs/mine and outputs/generated, made as the first half makes them
+SCORERS_READ = [("train", ["--preset=cpu", "--run_name=mine"]),
+                ("generate", ["--model=pretrained", "--prompt=a blue book"])]
+OUTPUTS = {False: ("outputs/generated_images.png", "outputs/visualization.png", "my.hex",
+                   "runs/mine/model/palette.hex"),
+           True: ("bench.json", "outputs/recipes.png")}
+
+
+@pytest.mark.parametrize("scorers", [False, True], ids=["make", "score"])
+def test_every_documented_command_runs_and_leaves_the_clone_clean(scorers, tmp_path, monkeypatch):
     """The README's quick start and every usage line of every script, in a fresh clone of the repo
-    with a user's folder of 16x16 sprites at path/to/my/sprites, each at smoke size. No committed
-    file changes: outputs go to folders git ignores."""
+    with a user's folder of 16x16 sprites at path/to/my/sprites, each at smoke size: the lines that
+    make models and sprites, or those of the scorers. No committed file changes: outputs go to
+    folders git ignores."""
     fresh_clone(tmp_path)
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -121,6 +132,7 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
     # tests/test_tileset.py and test_characters.py run them
     assert {s for s, _ in commands} == set(SCRIPTS) - {"app", "tileset", "animate", "mcp_server"}
     assert len(commands) >= 30
+    commands = (SCORERS_READ if scorers else []) + [c for c in commands if (c[0] in SCORERS) == scorers]
     try:
         for script, argv in commands:
             extra = ["--max_steps=3"] if "--resume" in argv else SMOKE.get(script, [])
@@ -130,20 +142,21 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
             assert code == 0, f"python {script}.py {' '.join(argv)} exited {code}"
     finally:
         torch.set_num_threads(threads)
-    for out in ("outputs/generated_images.png", "outputs/visualization.png", "my.hex", "bench.json",
-                "runs/mine/model/palette.hex", "outputs/recipes.png"):
+    for out in OUTPUTS[scorers]:
         assert (tmp_path / out).is_file(), out
     changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tmp_path,
                              capture_output=True, text=True, check=True).stdout
     assert changed == "", changed
     assert "outputs/" not in subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path,
                                             capture_output=True, text=True).stdout  # ignored
+    if not scorers:
+        assert config.load(tmp_path / "runs/mine/config.json").model.image_size == 16  # the sprites' own size
+        return
     bench = json.loads((tmp_path / "bench.json").read_text())  # the conditional cpu preset, measured
     assert [r["loop"] for r in bench["training"]] == ["seed (PIL + DataLoader, eager fp32)", "repo: base"]
     assert bench["peak_gflops"] > 0 and bench["gflop_per_step"] > 0 and bench["training"][0]["vs_seed"] == 1
     assert all(r["images_per_s"] > 0 and r["peak_fraction"] > 0 for r in bench["training"])
     assert [r["sampler"] for r in bench["sampling"]] == ["dpm-10"]
-    assert config.load(tmp_path / "runs/mine/config.json").model.image_size == 16  # the sprites' own size
 
 
 def test_generate_writes_grid_and_singles(smoke_run, tmp_path):
