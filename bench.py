@@ -445,6 +445,10 @@ def main(argv: list[str]) -> None:
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UserError(f"unknown {kind} {unknown[0]!r}; {kind}s: {', '.join(known)}")
+    if cfg.model.prediction_type == "flow_prediction":  # a rectified-flow model has one sampler
+        if "dpm" not in opts.samplers:
+            raise UserError("a rectified-flow model samples with dpm only: --samplers=dpm")
+        opts.samplers = ("dpm",)
     if opts.lr_scale:  # linear scaling rule from the reference batch of 16
         cfg.run.lr *= cfg.run.batch_size / 16
     if opts.quick:
