@@ -121,8 +121,9 @@ def copies(samples: torch.Tensor, data: torch.Tensor) -> float:
 
 def nearest_neighbours(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-space L2 distance and index of each sample's nearest training icon (mirrors included)."""
-    ref = torch.cat([data, data.flip(-1)]).flatten(1).float()
-    d = torch.cdist(samples.flatten(1).float(), ref)
+    # float64: cdist's matrix-product form in fp32 rounds an exact copy's distance of 0 to a few units
+    ref = torch.cat([data, data.flip(-1)]).flatten(1).double()
+    d = torch.cdist(samples.flatten(1).double(), ref)
     dist, idx = d.min(dim=1)
     return dist, idx % len(data)
 
@@ -131,8 +132,8 @@ def nn_ratio(samples: torch.Tensor, data: torch.Tensor) -> float:
     """Median sample->data nearest distance over the median data->data nearest distance (leaving the
     icon and its mirror out): ~1 means samples are as far from the data as icons are from each other,
     near 0 means copies."""
-    flat = data.flatten(1).float()
-    dd = torch.cdist(flat, torch.cat([flat, data.flip(-1).flatten(1).float()]))
+    flat = data.flatten(1).double()
+    dd = torch.cdist(flat, torch.cat([flat, data.flip(-1).flatten(1).double()]))
     n = len(data)
     dd[torch.arange(n), torch.arange(n)] = float("inf")
     dd[torch.arange(n), torch.arange(n) + n] = float("inf")
