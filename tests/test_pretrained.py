@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "81db2bd565a6b123"  # animate.py --init --steps=2, under bf16 autocast (devices.fast_bf16), as on this CPU and CI's
+WALK_DIGEST = "3e33a3dd6932f52e"  # animate.py --init --steps=2 in fp32: bf16's rounding differs between CPUs
 
 
 def digest(images: torch.Tensor) -> str:
@@ -80,13 +80,16 @@ def test_the_shipped_models_draw_the_same_sprites_bit_for_bit():
                                             start=Start(init, None, 0.5, 0)))[0]) == "c38763ca356c1e1a"
 
 
-def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_path, lpc, capsys):
+def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_path, lpc, capsys,
+                                                                          monkeypatch):
     """animate.py as a fresh clone runs it: the shipped model by default, every file written, the
-    standing frame kept, the frames in its colours; a walk drawn bit for bit as it was."""
+    standing frame kept, the frames in its colours; a walk drawn bit for bit as it was (in fp32:
+    bf16 autocast's rounding depends on the CPU's kernels, so its pin would hold on one CPU only)."""
     import animate
+    import devices
     from animation import FILES
-    from devices import fast_bf16
     from test_characters import hero
+    monkeypatch.setattr(devices, "fast_bf16", lambda device: False)
     init = hero(tmp_path, lpc)
     assert animate.main([f"--init={init}", f"--out={tmp_path / 'a'}", "--steps=2"]) == 0
     assert "pretrained/characters (the shipped character model" in capsys.readouterr().out
@@ -95,5 +98,4 @@ def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_p
                          f"--out={tmp_path / 'b'}", "--steps=2"]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(FILES)
     sheet = torch.from_numpy(np.array(Image.open(tmp_path / "a" / "sheet.png")))
-    if fast_bf16(torch.device("cpu")):  # the pin holds where walks sample under bf16 autocast
-        assert digest(sheet) == WALK_DIGEST, digest(sheet)
+    assert digest(sheet) == WALK_DIGEST, digest(sheet)
