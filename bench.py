@@ -445,10 +445,14 @@ def main(argv: list[str]) -> None:
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UserError(f"unknown {kind} {unknown[0]!r}; {kind}s: {', '.join(known)}")
-    if cfg.model.prediction_type == "flow_prediction":  # a rectified-flow model has one sampler
-        if "dpm" not in opts.samplers:
-            raise UserError("a rectified-flow model samples with dpm only: --samplers=dpm")
-        opts.samplers = ("dpm",)
+    from model import build_scheduler
+    from sampling import samplers_for
+    usable = samplers_for(build_scheduler(cfg.model))
+    if opts.samplers == tuple(SAMPLER_STEPS):  # the default: every sampler this model has
+        opts.samplers = usable
+    elif set(opts.samplers) - set(usable):
+        raise UserError(f"a rectified-flow model samples with {' and '.join(usable)} only: "
+                        f"--samplers={','.join(usable)}")
     if opts.lr_scale:  # linear scaling rule from the reference batch of 16
         cfg.run.lr *= cfg.run.batch_size / 16
     if opts.quick:

@@ -50,13 +50,19 @@ class SampleRequest:
     progress: bool = False
 
 
+def samplers_for(scheduler: DDPMScheduler) -> tuple[str, ...]:
+    """The samplers a model's schedule has: a rectified-flow model DPM-Solver++ alone, on the flow's
+    straight path (DDPM and DDIM have no flow form)."""
+    return ("dpm",) if is_flow(scheduler) else tuple(SAMPLERS)
+
+
 def make_sampler(scheduler: DDPMScheduler, name: str = SAMPLER, steps: int = 0):
     """A sampler (ddpm / ddim / dpm) sharing the training schedule, set to `steps` (0: its default)."""
     if name not in SAMPLERS:
         raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
-    if is_flow(scheduler):  # DPM-Solver++ on the flow's straight path; DDPM and DDIM have none
-        if name != "dpm":
-            raise UserError(f"a rectified-flow model samples with --sampler=dpm, not {name}")
+    if name not in samplers_for(scheduler):
+        raise UserError(f"a rectified-flow model samples with --sampler=dpm, not {name}")
+    if is_flow(scheduler):
         sampler = DPMSolverMultistepScheduler.from_config(
             scheduler.config, use_flow_sigmas=True, final_sigmas_type="zero",
             thresholding=scheduler.config.clip_sample, sample_max_value=1.0)
