@@ -387,7 +387,7 @@ def character_check(opts: BenchOptions, runs: str, minutes: float, out: Path) ->
     train(cfg, Path(runs) / "characters")
     ckpt = torch.load(Path(runs) / "characters" / "checkpoint.pt", map_location="cpu", weights_only=True)
     m = load_model(Path(runs) / "characters")
-    report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=2 if opts.quick else 0,
+    report = tables.walk_test(m, SimpleNamespace(seed=0, sampler="dpm", steps=1 if opts.quick else 0,
                                                  captions=False),
                               opts.lpc, 1 if opts.quick else 20)
     report.pop("example")
@@ -416,7 +416,7 @@ def train_and_score(cfg: Config, out: Path, name: str, held_out: str | None, opt
         from dataset import load_folder
         data = load_folder("data/dcss_items" if not opts.quick else cfg.run.data_dir, m.spec,
                            log=lambda _: None).images
-        images, _ = generate(m, SpriteRequest(m.condition.defaults(len(data))))
+        images, _ = generate(m, SpriteRequest(m.condition.defaults(len(data)), steps=2 if opts.quick else 0))
         net = lite0()
         f = features(data, net)
         stats.update(fd_lite0=frechet(features(images, net), f),

@@ -515,7 +515,7 @@ def plot_losses(path: Path, out: Path) -> None:
     ax.plot(steps[k - 1:], loss.unfold(0, k, 1).mean(1), lw=1.5, label=f"mean of {k}")
     ax.set(xlabel="step", ylabel="loss", yscale="log", title=out.parent.name)
     ax.legend()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)  # tight_layout: twice the time
     fig.savefig(out, dpi=100)
     plt.close(fig)
 

@@ -63,8 +63,10 @@ def checkout_left_as_found():
 
 
 def smoke_argv(tmp: Path, name: str = "run", *extra: str) -> list[str]:
+    """A smoke run without preview grids unless extra asks for them (smoke_run and prompt_run do:
+    test_train checks them), which would cost more than its steps."""
     return ["--preset=smoke", f"--data_dir={SMALL_DATA}", f"--out_dir={tmp}", f"--run_name={name}",
-            *extra]
+            "--num_samples=0", *extra]
 
 
 def finished_run(factory, name: str, *extra: str) -> Path:
@@ -77,7 +79,7 @@ def finished_run(factory, name: str, *extra: str) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """A finished smoke run (trained on the small data) shared by several tests."""
-    return finished_run(tmp_path_factory, "run")
+    return finished_run(tmp_path_factory, "run", "--num_samples=4")
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +93,7 @@ def cond_run(tmp_path_factory) -> Path:
 def prompt_run(tmp_path_factory) -> Path:
     """A finished smoke run conditioned on captions (cross-attention and the pooled vector)."""
     return finished_run(tmp_path_factory, "p", "--condition=text", "--channels=4", "--max_steps=2",
-                        "--sample_every=0")
+                        "--sample_every=0", "--num_samples=4")
 
 
 @pytest.fixture

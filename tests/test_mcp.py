@@ -19,8 +19,9 @@ def call_server(out, calls, log):
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     async def go():
+        # one thread, as each test worker has (threads that share a core stall each other)
         params = StdioServerParameters(command=sys.executable, args=["mcp_server.py", f"--out={out}"],
-                                       cwd=str(ROOT), env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"})
+                                       cwd=str(ROOT), env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
         async with stdio_client(params, errlog=log) as streams:
             async with ClientSession(*streams) as s:
                 await s.initialize()

@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "3e33a3dd6932f52e"  # animate.py --init --steps=2 in fp32: bf16's rounding differs between CPUs
+WALK_DIGEST = "1f120495c648597a"  # animate.py --init --steps=1 in fp32: bf16's rounding differs between CPUs
 
 
 def digest(images: torch.Tensor) -> str:
@@ -91,11 +91,11 @@ def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_p
     from test_characters import hero
     monkeypatch.setattr(devices, "fast_bf16", lambda device: False)
     init = hero(tmp_path, lpc)
-    assert animate.main([f"--init={init}", f"--out={tmp_path / 'a'}", "--steps=2"]) == 0
+    assert animate.main([f"--init={init}", f"--out={tmp_path / 'a'}", "--steps=1"]) == 0
     assert "pretrained/characters (the shipped character model" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(FILES)
     assert animate.main(["--prompt=a man with blond hair, a red shirt and teal pants",
-                         f"--out={tmp_path / 'b'}", "--steps=2"]) == 0
+                         f"--out={tmp_path / 'b'}", "--steps=1"]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(FILES)
     sheet = torch.from_numpy(np.array(Image.open(tmp_path / "a" / "sheet.png")))
     assert digest(sheet) == WALK_DIGEST, digest(sheet)

@@ -111,6 +111,8 @@ def test_prompt_model_trains_exports_and_loads_in_stock_diffusers(prompt_run):
     unet = UNet2DConditionModel.from_pretrained(prompt_run / "model" / "unet")
     assert unet.config.cross_attention_dim == 384 and unet.config.class_embed_type == "projection"
     assert (prompt_run / "text.pt").is_file()
+    grid = Image.open(prompt_run / "samples" / "step_0000002.png")  # the preview draws its captions
+    assert grid.mode == "RGBA" and grid.size == (4 * (2 * 33 + 1),) * 2  # 2x2, 1px gaps, x4
 
 
 def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):

@@ -66,14 +66,16 @@ SMOKE_MODEL = ["--block_out_channels=16,32", "--down_block_types=DownBlock2D,Att
                "--norm_num_groups=8", "--layers_per_block=1", "--attention_head_dim=8"]
 MY_SPRITES = ["--data_dir=path/to/my/sprites"]
 SMOKE = {  # appended to each documented command: the same command at smoke size, on a few sprites
-    "train": SMOKE_MODEL + MY_SPRITES + ["--max_steps=2", "--batch_size=4", "--num_samples=2",
-                                         "--sample_every=0"],
+    "train": SMOKE_MODEL + MY_SPRITES + ["--max_steps=2", "--batch_size=4",
+                                         "--num_samples=0"],  # the grids: test_train, test_prompts
     "generate": ["--num_images=2", "--steps=1"],
     "evaluate": ["--num_samples=6", "--per_class=1", "--steps=1", "--data_dir=path/to/my/sprites"],
     "bench": SMOKE_MODEL + MY_SPRITES + ["--quick", "--timed_steps=1", "--batch_size=2",
                                          "--samplers=dpm", "--variants=base"],  # others: test_speed_paths
     "recipes": ["--minutes=1e-7", "--num_samples=2"],
 }
+# and where a command sweeps, the same sweep at smoke size
+SWEEPS = {"--sampler_sweep": "--sampler_sweep=ddim-1,dpm-1", "--batch_sweep": "--batch_sweep=2,4"}
 
 
 def fresh_clone(dest) -> None:
@@ -123,6 +125,7 @@ def test_every_documented_command_runs_and_leaves_the_clone_clean(tmp_path, monk
     try:
         for script, argv in commands:
             extra = ["--max_steps=3"] if "--resume" in argv else SMOKE.get(script, [])
+            extra = extra + [v for k, v in SWEEPS.items() if any(a.startswith(k + "=") for a in argv)]
             if any(a.startswith("--init=") for a in argv):  # the trained model's own network, not a smaller one
                 extra = [a for a in extra if a not in SMOKE_MODEL]
             code = importlib.import_module(script).main(argv + extra)

@@ -1,5 +1,6 @@
 """Tilesets that join (tileset.py, autotile.py): the sets' Wang ids, frames that agree for every valid
 pair of neighbours, the files Tiled reads, Tiled's own rendering of the map, and bad input."""
+import functools
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -121,6 +122,7 @@ def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp
     import app
     from model import load_model
     monkeypatch.setattr(autotile, "CANDIDATES", 1)  # the page's path, not the choice of textures
+    monkeypatch.setattr(autotile, "TilesetRequest", functools.partial(autotile.TilesetRequest, steps=2))
     m = load_model(tile_run)
     ids = lambda page: {b.elem_id for b in page.blocks.values() if getattr(b, "elem_id", None)}  # noqa: E731
     assert "make-tileset" in ids(app.build_page(m, tmp_path))
