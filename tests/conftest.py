@@ -164,3 +164,14 @@ def char_run(lpc, tmp_path_factory) -> Path:
             "--num_samples=2", "--mixed_precision=no"]
     assert train.main(argv) == 0
     return out / "c"
+
+
+LONGEST_FIRST = ("test_scripts.py", "test_speed_paths.py", "test_pretrained.py", "test_app.py",
+                 "test_robustness.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The files that take longest run first (sorted stably: each file's own order kept), so that the
+    two workers of pytest.ini end together instead of one waiting on a long file dealt out last."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
