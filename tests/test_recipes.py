@@ -1,6 +1,8 @@
 """The recipe study: a candidate trains to each time mark, is scored there, and the report ranks it."""
+import functools
 import json
 
+import config
 import recipes
 from conftest import SMALL_DATA
 
@@ -51,6 +53,8 @@ def test_held_out_marks_carry_the_held_out_test_and_the_report_shows_them(tmp_pa
     (tmp_path / "held.txt").write_text("".join(f"{f}\n" for f in listed))
     text = {"data_dir": str(SMALL_DATA), "condition": "text", "channels": 4,
             "held_out": str(tmp_path / "held.txt")}
+    # the held-out test's figures, each sampled in 2 steps (the recipes sample with generate.py's defaults)
+    monkeypatch.setattr(config, "SamplingOptions", functools.partial(config.SamplingOptions, steps=2))
     monkeypatch.setitem(recipes.CANDIDATES, "tiny-flow", ("smoke", {**text, "prediction_type": "flow_prediction"},
                                                           "a prompt model, rectified flow"))
     common = ["--num_samples=4", f"--out_dir={tmp_path}", "--held_out"]
