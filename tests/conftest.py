@@ -63,8 +63,8 @@ def checkout_left_as_found():
 
 
 def smoke_argv(tmp: Path, name: str = "run", *extra: str) -> list[str]:
-    """A smoke run without preview grids unless extra asks for them (smoke_run and prompt_run do:
-    test_train checks them), which would cost more than its steps."""
+    """A smoke run without preview grids, which cost more than its steps, unless extra asks for them
+    (smoke_run and prompt_run do: test_train and test_prompts check their grids)."""
     return ["--preset=smoke", f"--data_dir={SMALL_DATA}", f"--out_dir={tmp}", f"--run_name={name}",
             "--num_samples=0", *extra]
 
