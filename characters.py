@@ -180,6 +180,12 @@ class Layers:
 
     def draw(self, rng: random.Random, held: bool | None) -> Character:
         """One random character. held: False, no held-out layer; True, at least one; None, any."""
+        sex, chosen, layers = self._pick(rng, held)
+        return Character(sex, layers, describe(sex, chosen))
+
+    def _pick(self, rng: random.Random, held: bool | None) -> tuple[str, dict[str, str], tuple[str, ...]]:
+        """draw's choice without its caption (sex, layer of each slot, compositing order): the combo
+        split compares 10,000 of them by their layers alone."""
         while True:
             sex = rng.choice(sorted(self.options))
             chosen = {}
@@ -198,7 +204,7 @@ class Layers:
                     if (self.root / behind).is_file():
                         layers.insert(0, behind)
                 layers.append(path)
-            return Character(sex, tuple(layers), describe(sex, chosen))
+            return sex, chosen, tuple(layers)
 
     def characters(self, split: str, n: int, seed: int = 0) -> list[Character]:
         """n characters of a split, deterministic by (split, seed): train (no held-out layer),
@@ -210,7 +216,7 @@ class Layers:
         seen = set()
         if split == "combo":
             train_rng = random.Random(f"train-{seed}")
-            seen = {self.draw(train_rng, False).layers for _ in range(10_000)}
+            seen = {self._pick(train_rng, False)[2] for _ in range(10_000)}
         if split == "layer" and not any(map(self.is_held_out, self.all_layers())):
             raise UserError(f"no layer of {self.root} is held out ({HELD_OUT}): the layer split is empty")
         out: list[Character] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +45,26 @@ def lite(n: int) -> torch.nn.Module:
     return net.eval()
 
 
+_SEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> {digest: features}, newest last
+SEEN_SETS = 16  # image sets remembered per network: the data's icons are scored again by each table
+
+
 @torch.no_grad()
 def features(images: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
     """uint8 N,C,H,W -> N x 1280 global-average-pooled features. RGBA is composited on black
-    (as the RGB models see it); inputs are scaled to [-1, 1] as the Lite models expect."""
+    (as the RGB models see it); inputs are scaled to [-1, 1] as the Lite models expect. A set of
+    images seen before in this process (by its bytes) is not run through the network again."""
     net = net or lite0()
+    key = hashlib.sha1(images.cpu().contiguous().numpy().tobytes() + str(tuple(images.shape)).encode()).digest()
+    seen = _SEEN.setdefault(net, {})
+    if key not in seen:
+        seen[key] = _features(images, net)
+        if len(seen) > SEEN_SETS:
+            del seen[next(iter(seen))]
+    return seen[key].clone()
+
+
+def _features(images: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
     out = []
     for batch in images.split(FEATURE_BATCH):
         x = batch.float()

@@ -46,6 +46,18 @@ def test_feature_metrics_on_known_sets(icons, net):
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
 
 
+def test_a_set_seen_before_is_not_run_through_the_network_again(icons, net, monkeypatch):
+    data = icons[:40]
+    first = metrics.features(data, net)
+    monkeypatch.setattr(metrics, "_features", lambda *a: pytest.fail("features computed again"))
+    again = metrics.features(data.clone(), net)  # the same bytes in another tensor
+    assert torch.equal(first, again)
+    again -= 1  # each caller gets its own copy
+    assert torch.equal(metrics.features(data, net), first)
+    with pytest.raises(pytest.fail.Exception, match="computed again"):
+        metrics.features(data.flip(-1), net)  # other images: computed
+
+
 def test_copies_and_nearest_neighbours(icons):
     data = icons[:50]
     assert metrics.copies(data[:10], data) == 1.0
