@@ -164,17 +164,3 @@ def char_run(lpc, tmp_path_factory) -> Path:
             "--num_samples=2", "--mixed_precision=no"]
     assert train.main(argv) == 0
     return out / "c"
-
-
-# Seconds of each file alone, one thread (`pytest -n0 --durations=0`, summed by file): 30, 28, 26, 19,
-# 17, 11, 7, 7; the rest under 7 each.
-LONGEST_FIRST = ("test_speed_paths.py", "test_app.py", "test_scripts.py", "test_robustness.py",
-                 "test_pretrained.py", "test_train.py", "test_recipes.py", "test_mcp.py")
-
-
-def pytest_collection_modifyitems(items):
-    """The files that take longest run first (sorted stably: each file's own order kept), so that the
-    two workers of pytest.ini end together instead of one waiting on a long file dealt out last
-    (pytest.ini turns off xdist's own reordering, which ranks files by how many tests they hold)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
