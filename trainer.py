@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -530,7 +531,19 @@ def make_accelerator(run: RunSpec):
     AcceleratorState._reset_state()
     device = choose_device(run.device)
     configure(device)
-    return Accelerator(mixed_precision=precision(run.mixed_precision, device), cpu=device.type == "cpu")
+    acc = Accelerator(mixed_precision=precision(run.mixed_precision, device), cpu=device.type == "cpu")
+    if acc.num_processes > 1:
+        end_process_group_at_exit()
+    return acc
+
+
+@functools.cache
+def end_process_group_at_exit() -> None:
+    """Left for the interpreter's teardown, gloo's worker threads can abort a launch that finished
+    well (SIGABRT, "terminate called without an active exception"; pytorch/pytorch#190489): the group
+    ends at exit instead, while Python is still alive. Once a process (it may train several times)."""
+    import atexit
+    atexit.register(lambda: torch.distributed.is_initialized() and torch.distributed.destroy_process_group())
 
 
 def any_process(flag: bool, acc) -> bool:
