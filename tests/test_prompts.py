@@ -93,6 +93,32 @@ def test_text_embeddings_are_computed_once_and_cached(tmp_path, monkeypatch):
     assert (first["mask"][1].sum(), first["mask"][0].sum()) == (2, 5)  # [CLS] [SEP]; + 3 words
 
 
+@pytest.mark.parametrize("text, split", [
+    ("a yellow helmet", ("yellow", "a helmet")),
+    ("grey and white feather, helmet", ("grey and white", "feather, helmet")),
+    ("Red and Blue potion, food", ("Red and Blue", "potion, food")),
+    ("a wooden bow", ("", "a wooden bow")), ("red", ("red", "")), ("", ("", "")),
+    ("sword and red shield", ("red", "sword and shield"))])
+def test_colour_split_takes_the_colour_words_and_the_and_between_them(text, split):
+    assert conditioning.colour_split(text) == split
+
+
+def test_colours_apart_gives_a_shape_the_same_tokens_whatever_its_colour():
+    texts = ["a yellow helmet", "a grey helmet", "a wooden bow", ""]
+    apart = conditioning.encode_text(texts, colours_apart=True)
+    whole = conditioning.encode_text(texts)
+    n = conditioning.COLOUR_TOKENS
+    assert apart["hidden"].shape == whole["hidden"].shape == (4, conditioning.TEXT_TOKENS, 384)
+    assert torch.equal(apart["hidden"][0, n:], apart["hidden"][1, n:])  # "a helmet" either way
+    assert not torch.allclose(apart["hidden"][0, :n], apart["hidden"][1, :n])  # the colours differ
+    assert not torch.allclose(whole["hidden"][0, 2], whole["hidden"][1, 2])  # one sentence: they mix
+    assert apart["mask"][2, :n].sum() == 0 and apart["mask"][2, n:].sum() == 5  # no colour named
+    assert apart["mask"][0, :n].sum() == 3 and apart["mask"][0, n:].sum() == 4  # [CLS] yellow [SEP]
+    # the empty text (the unconditional half of guidance) is the whole sentence's, moved along
+    assert torch.allclose(apart["pooled"][3], whole["pooled"][3], atol=1e-5)
+    assert torch.allclose(apart["hidden"][3, n:n + 2], whole["hidden"][3, :2], atol=1e-5)
+
+
 def test_caption_dropout_gives_the_empty_caption(tmp_path):
     c = conditioning.TextCondition("both", [])
     data = type("Data", (), {"captions": ["a red potion", "a blue book"] * 500})

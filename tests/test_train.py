@@ -190,6 +190,11 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     assert load_model(tmp_path / "ft").spec == load_model(prompt_run).spec
     assert train.main([f"--init={prompt_run}", "--run_name=x", "--layers_per_block=3", *base]) == 2
     assert "keeps that model's options; drop --layers_per_block" in capsys.readouterr().err
+    assert train.main([f"--init={prompt_run}", "--run_name=apart", "--colours_apart=true", *base]) == 0
+    apart = load_model(tmp_path / "apart")  # the same weights, the prompt's colour words encoded apart
+    assert apart.spec.colours_apart and apart.condition.colours_apart and not load_model(prompt_run).spec.colours_apart
+    assert train.main([f"--init={cond_run}", "--run_name=z", "--colours_apart=true", *base]) == 2
+    assert capsys.readouterr().err.count("colours_apart splits a prompt: it needs condition=text") == 1
     one_class = tmp_path / "one" / "potion"  # another number of classes than the class model's
     one_class.mkdir(parents=True)
     for p in sorted((SMALL_DATA / "potion").glob("*.png")):
