@@ -79,6 +79,8 @@ CANDIDATES: dict[str, tuple[str, dict, str]] = {
                     "prompt-flow, wider (64,128,128)"),
     "prompt-repa": ("prompt", {"mixed_precision": "bf16", "repa": 0.5},
                     "prompt-flow with REPA towards EfficientNet-Lite1 (weight 0.5)"),
+    "prompt-apart": ("prompt", {"mixed_precision": "bf16", "colours_apart": True},
+                     "prompt-flow, the prompt's colour words encoded apart from the rest"),
 }
 
 
