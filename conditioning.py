@@ -348,7 +348,9 @@ def encode_text(texts: list[str], warn=print, colours_apart: bool = False) -> di
         parts = [(list(colours), COLOUR_TOKENS), (list(rests), TEXT_TOKENS - COLOUR_TOKENS)]
     long = [t for part, n in parts for t in part if len(tokenizer(t)["input_ids"]) > n]
     if long:
-        warn(f"warning: {len(long)} prompts are longer than {parts[-1][1]} tokens and were cut "
+        keep = (f"{TEXT_TOKENS} tokens" if not colours_apart else
+                f"their tokens ({COLOUR_TOKENS} for the colour words, {TEXT_TOKENS - COLOUR_TOKENS} the rest)")
+        warn(f"warning: {len(long)} prompts are longer than {keep} and were cut "
              f"(first: {long[0][:60]!r})")
     hidden, mask = [], []
     for part, n in parts:
