@@ -41,7 +41,7 @@ from types import SimpleNamespace
 from pathlib import Path
 
 import config as config_mod
-from config import SAMPLER_STEPS, Config, UserError, option, script
+from config import SAMPLER_STEPS, Config, UserError, json_path, option, script
 
 VARIANTS = {"base": {}, "fp32": {"mixed_precision": "no"}, "bf16": {"mixed_precision": "bf16"},
             "compile": {"compile": True},
@@ -455,6 +455,8 @@ def main(argv: list[str]) -> None:
                         f"--samplers={','.join(usable)}")
     if opts.lr_scale:  # linear scaling rule from the reference batch of 16
         cfg.run.lr *= cfg.run.batch_size / 16
+    if opts.json:
+        json_path(opts.json)
     if opts.quick:
         opts.timed_steps, opts.rounds = min(opts.timed_steps, 3), 1
     if opts.gpu_check:
@@ -462,6 +464,7 @@ def main(argv: list[str]) -> None:
     result = run_bench(cfg, opts)
     print_tables(result)
     if opts.json:
+        Path(opts.json).parent.mkdir(parents=True, exist_ok=True)
         Path(opts.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nwrote {opts.json}")
 

@@ -70,6 +70,19 @@ def picture_path(out: str, default_name: str, option_name: str = "--out") -> Pat
     if path.suffix.lower() != ".png":
         raise UserError(f"{option_name}={out}: pictures are written as PNG (lossless, with "
                         f"transparency, as pixel art needs); name a .png file or a folder")
+    return _in_a_folder_to_make(path, out, option_name)
+
+
+def json_path(out: str, option_name: str = "--json") -> Path:
+    """Where a JSON report goes, checked before any work: a .json file whose folder can be made."""
+    path = Path(out)
+    if path.suffix.lower() != ".json":
+        raise UserError(f"{option_name}={out}: name a .json file")
+    return _in_a_folder_to_make(path, out, option_name)
+
+
+def _in_a_folder_to_make(path: Path, out: str, option_name: str) -> Path:
+    """path, once its nearest existing folder is known to be a writable folder (the rest is made)."""
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
     if not folder.is_dir():
         raise UserError(f"{option_name}={out}: {folder} is a file, not a folder")

@@ -44,8 +44,8 @@ import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import (ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, option, parse_args, picture_path,
-                    script)
+from config import (ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, json_path, option, parse_args,
+                    picture_path, script)
 
 
 @dataclass
@@ -180,8 +180,8 @@ def main(argv: list[str]) -> None:
         if getattr(o, name):
             default = Path(EvalOptions.__dataclass_fields__[name].default).name
             setattr(o, name, str(picture_path(getattr(o, name), default, f"--{name}")))
-    if o.json and not o.json.endswith(".json"):
-        raise UserError(f"--json={o.json}: name a .json file")
+    if o.json:
+        json_path(o.json)
     if o.num_samples < 0 or o.per_class < 1:
         raise UserError(f"--num_samples must be >= 0 and --per_class >= 1 (got {o.num_samples}, "
                         f"{o.per_class})")
@@ -224,6 +224,7 @@ def main(argv: list[str]) -> None:
         tables.print_report(report)
         nearest(samples, data.images, o)
     if o.json:
+        Path(o.json).parent.mkdir(parents=True, exist_ok=True)
         Path(o.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {o.json}")
 

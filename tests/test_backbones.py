@@ -38,8 +38,8 @@ def test_dit_trains_exports_and_generates(tmp_path_factory, tmp_path, extra, cls
     assert generate.main([f"--model={run}", "--num_images=1", "--steps=2", "--sampler=ddim",
                           f"--out={out}", *args]) == 0
     assert evaluate.main([f"--model={run}", "--num_samples=4", "--steps=2", "--nearest=",
-                          f"--json={tmp_path / 'e.json'}"]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["samples"]["fd_lite0"] > 0
+                          f"--json={tmp_path / 'new' / 'e.json'}"]) == 0  # its folder made, not a traceback
+    assert json.loads((tmp_path / "new" / "e.json").read_text())["samples"]["fd_lite0"] > 0
 
 
 def test_dit_classes_change_the_output_and_the_model_drops_no_labels_itself():

@@ -197,6 +197,8 @@ def test_visualize_writes_panels(smoke_run, tmp_path, capsys):
     ("visualize", ["--untrained", "--t=5000"], "timesteps must be in 0..999"),
     ("bench", ["--variants=turbo", "--quick"], "unknown variant 'turbo'"),
     ("recipes", ["--candidates=nope"], "pick from"),
+    ("evaluate", ["--json=eval.txt"], "--json=eval.txt: name a .json file"),
+    ("bench", ["--quick", f"--json={ROOT}/README.md/b.json"], "README.md is a file, not a folder"),
 ])
 def test_bad_input_is_one_sentence(script, args, message, capsys):
     module = importlib.import_module(script)
