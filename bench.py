@@ -41,7 +41,7 @@ from types import SimpleNamespace
 from pathlib import Path
 
 import config as config_mod
-from config import SAMPLER_STEPS, Config, UserError, json_path, option, script
+from config import SAMPLER_STEPS, Config, UserError, json_path, option, script, write_json
 
 VARIANTS = {"base": {}, "fp32": {"mixed_precision": "no"}, "bf16": {"mixed_precision": "bf16"},
             "compile": {"compile": True},
@@ -464,9 +464,8 @@ def main(argv: list[str]) -> None:
     result = run_bench(cfg, opts)
     print_tables(result)
     if opts.json:
-        Path(opts.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(opts.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {opts.json}")
+        print()
+        write_json(opts.json, result)
 
 
 if __name__ == "__main__":

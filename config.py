@@ -81,6 +81,14 @@ def json_path(out: str, option_name: str = "--json") -> Path:
     return _in_a_folder_to_make(path, out, option_name)
 
 
+def write_json(out: str, report: dict) -> None:
+    """A report where json_path checked it could go (its folder made now), and a line saying so."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def _in_a_folder_to_make(path: Path, out: str, option_name: str) -> Path:
     """path, once its nearest existing folder is known to be a writable folder (the rest is made)."""
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))

@@ -37,7 +37,6 @@ same sample count, so a number can be read without context):
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 
 import numpy as np
@@ -45,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import (ModelSpec, SAMPLER_STEPS, SamplingOptions, UserError, json_path, option, parse_args,
-                    picture_path, script)
+                    picture_path, script, write_json)
 
 
 @dataclass
@@ -224,9 +223,7 @@ def main(argv: list[str]) -> None:
         tables.print_report(report)
         nearest(samples, data.images, o)
     if o.json:
-        Path(o.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(o.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {o.json}")
+        write_json(o.json, report)
 
 
 if __name__ == "__main__":
