@@ -7,9 +7,7 @@ M=pretrained
 python generate.py --model=$M --prompt_file=samples/prompts.txt --num_images=8 --out=samples/prompts.png
 python generate.py --model=$M --num_images=32 --out=samples/generated_images.png
 python generate.py --model=$M --prompt_file=samples/guide.txt --num_images=8 --out=samples/guide.png
-rm -f samples/guide_sheet.png
 python generate.py --model=$M --prompt_file=samples/objects.txt --num_images=8 --out=samples/objects.png
-rm -f samples/objects_sheet.png
 python evaluate.py --model=$M --held_out=data/heldout.txt --unseen_picture=samples/unseen.png --json=outputs/heldout.json
 python evaluate.py --model=$M --data_dir=data/dcss_items --captions --nearest=samples/nearest.png
 python generate.py --model=$M --init=data/dcss_items/potion/0735_potion_offset_1.png --prompt="a blue potion" --strength=0.3 --num_images=8 --out=samples/strength_0.3.png
@@ -17,6 +15,8 @@ python generate.py --model=$M --init=data/dcss_items/potion/0735_potion_offset_1
 python generate.py --model=$M --init=data/dcss_items/potion/0735_potion_offset_1.png --prompt="a blue potion" --strength=0.9 --num_images=8 --out=samples/strength_0.9.png
 python generate.py --model=$M --init=data/dcss_items/book/0790_book_offset_1.png --mask=samples/mask_centre.png --prompt="a red book" --num_images=8 --out=samples/inpainting.png
 python generate.py --model=$M --init=data/dcss_items/weapon/0192_wpn_hand_axe.png --extend=right --by=12 --prompt="a grey hand axe, weapon" --num_images=8 --out=samples/outpainting.png
+# the sprite sheets generate.py writes beside each picture; generated_images_sheet.png is kept as an example
+find samples -maxdepth 1 -name '*_sheet.png' ! -name generated_images_sheet.png -delete
 python visualize.py --model=$M --out=samples/visualization.png --strip_out=samples/forward_process.png
 python evaluate.py --model=$M/terrain --seam_table --num_samples=64 --seam_picture=samples/tiles.png
 python tileset.py --model=$M/terrain --terrains=floor,water --out=outputs/tileset
