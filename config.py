@@ -41,7 +41,7 @@ SAMPLER, GUIDANCE, PALETTE = "dpm", 3.0, "data"
 # Walk cycles: guidance towards the standing frame (and the caption); 2 drew colours within 24 of the
 # truth for 27% of pixels against 20% without, with the same silhouettes (RESULTS.md, characters).
 WALK_GUIDANCE = 2.0
-# Colours a model's palette keeps at most (median cut may merge a few: the shipped one has 127): 128
+# Colours a run's palette keeps at most (median cut may merge a few): 128
 # scored better than 32, 64 and 256 (RESULTS.md, palettes) and gives about as many colours per sprite
 # as the icons have.
 PALETTE_COLOURS = 128

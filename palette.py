@@ -1,6 +1,6 @@
 """Palettes for pixel-perfect output: extract one from the training data (train.py saves it with the
-model as palette.hex), read .hex / .gpl files, and snap images to it (nearest colour, no dithering);
-alpha snaps to 0 or 255.
+model as palette.hex), read .hex / .gpl files, and snap images to it (the nearest colour as the eye
+judges it, in OKLab; no dithering); alpha snaps to 0 or 255.
 
 Usage:
     python palette.py --data_dir=path/to/my/sprites --colors=16 --out=my.hex   # extract and save
@@ -89,11 +89,27 @@ def extract(images: torch.Tensor, colors: int = PALETTE_COLOURS) -> torch.Tensor
     return pal[used]
 
 
+# OKLab: linear sRGB -> cone responses, then their cube roots -> lightness and two opponent axes
+_LMS = torch.tensor([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566],
+                     [0.0883024619, 0.2817188376, 0.6299787005]])
+_LAB = torch.tensor([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099],
+                     [0.0259040371, 0.7827717662, -0.8086757660]])
+
+
+def oklab(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 sRGB colours (..., 3) in OKLab (Ottosson 2020), where distance follows what the eye sees:
+    a gold stays nearer gold than brown, which RGB distance does not promise."""
+    c = rgb.float() / 255
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lms = (linear @ _LMS.T).clamp(min=0) ** (1 / 3)
+    return lms @ _LAB.T
+
+
 def snap(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
-    """Each pixel to its nearest palette colour (RGB distance, no dithering); alpha to 0 or 255."""
+    """Each pixel to its nearest palette colour (OKLab distance, no dithering); alpha to 0 or 255."""
     out = images.clone()
-    rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).float()
-    nearest = torch.cdist(rgb, palette.float()).argmin(dim=1)
+    rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
+    nearest = torch.cdist(oklab(rgb), oklab(palette)).argmin(dim=1)
     out[:, :3] = palette[nearest].view(images.shape[0], *images.shape[2:], 3).permute(0, 3, 1, 2)
     if images.shape[1] == 4:
         out[:, 3] = snap_alpha(images[:, 3])

@@ -11,7 +11,7 @@ import generate
 from config import UserError, preset
 from dataset import load_folder
 from model import load_model
-from palette import PALETTE_COLOURS, extract, load_palette, parse_gpl, parse_hex, snap
+from palette import COLOUR_NAMES, PALETTE_COLOURS, extract, load_palette, name_colours, parse_gpl, parse_hex, snap
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,15 @@ def test_palette_snapping_uses_only_palette_colours(icons):
     colours = {tuple(c) for c in snapped[:, :3].permute(0, 2, 3, 1).reshape(-1, 3).tolist()}
     assert colours <= {tuple(c) for c in pal.tolist()}
     assert set(snapped[:, 3].unique().tolist()) <= {0, 255}
+
+
+def test_snapping_keeps_a_gold_gold_where_rgb_distance_would_make_it_brown():
+    gold, brown = [200, 152, 5], [137, 94, 7]
+    pal = torch.tensor([gold, brown], dtype=torch.uint8)
+    pixel = torch.tensor([156, 136, 36], dtype=torch.uint8)
+    assert (pixel.float() - torch.tensor(brown)).norm() < (pixel.float() - torch.tensor(gold)).norm()
+    assert snap(pixel.view(1, 3, 1, 1), pal).flatten().tolist() == gold
+    assert [COLOUR_NAMES[i] for i in name_colours(torch.stack([pixel, pal[0]]))] == ["yellow", "yellow"]
 
 
 def test_hex_and_gpl_parsing(tmp_path):

@@ -36,7 +36,7 @@ def test_a_fresh_clone_generates_from_a_prompt_offline(tmp_path, capsys, monkeyp
     assert len(icons) == 4
     m = load_model(SHIPPED)
     assert m.spec.text_inputs == "both" and m.spec.channels == 4 and {"potion", "undead"} <= set(m.classes)
-    assert m.palette is not None and len(m.palette) == 128  # saved with the model: no data needed
+    assert m.palette is not None and len(m.palette) == 173  # saved with the model: no data needed
     alpha = torch.from_numpy(np.array(Image.open(icons[0]).getchannel("A")))
     assert set(alpha.unique().tolist()) <= {0, 255}
 
@@ -50,7 +50,7 @@ def test_shipped_terrain_model_tiles_without_a_seam():
     assert seam_ratio(tiled) < 1.5 and seam_ratio(tiled) < 0.8 * seam_ratio(plain)
 
 
-WALK_DIGEST = "1f120495c648597a"  # animate.py --init --steps=1 in fp32: bf16's rounding differs between CPUs
+WALK_DIGEST = "a0de33be9c4c0afc"  # animate.py --init --steps=1 in fp32: bf16's rounding differs between CPUs
 
 
 def digest(images: torch.Tensor) -> str:
@@ -61,23 +61,24 @@ def test_the_shipped_models_draw_the_same_sprites_bit_for_bit():
     """Fixed seeds, samplers, steps, guidance and palettes, on both shipped models, with a negative
     prompt, tiles, inpainting with RePaint and a variation. The terrain model's hashes were recorded
     by the code before the core's reshape (and the prompt model of then matched its own, until the
-    prompt model was replaced): a change that moves sampling by one bit fails here."""
+    prompt model was replaced; all recorded again when snapping moved from RGB to OKLab distance): a
+    change that moves sampling by one bit fails here."""
     m, t = load_model(SHIPPED), load_model(SHIPPED / "terrain")
     ask = lambda model, classes="", prompts=(): model.condition.request(classes, prompts, 2)[1]
     assert digest(sprites.generate(m, SpriteRequest(ask(m, prompts=("a blue book", "a red potion")), 3, "dpm",
-                                            10, 3.0, "data"))[0]) == "18c89368a597eeea"
+                                            10, 3.0, "data"))[0]) == "845fd24a2a20d92b"
     assert digest(sprites.generate(m, SpriteRequest(ask(m, prompts=("a green helmet",)), 5, "ddim", 8, 2.0,
                                             "none", negative="grey"))[0]) == "8280d493a2970b1e"
     assert digest(sprites.generate(t, SpriteRequest(ask(t, "floor,wall"), 1, "dpm", 6, 3.0, "data",
-                                            tileable=True))[0]) == "6cbb01784aaa15c2"
+                                            tileable=True))[0]) == "299f3646abf509ac"
     floor = sorted((ROOT / "data" / "dcss_terrain" / "floor").glob("*.png"))[0]
     init = read_sprite(str(floor), "init", t.spec)
     mask = torch.zeros(1, 32, 32, dtype=torch.bool)
     mask[:, 8:24, 8:24] = True
     assert digest(sprites.generate(t, SpriteRequest(ask(t, "water"), 2, "dpm", 6, 3.0, "data",
-                                            start=Start(init, mask, 1.0, 2)))[0]) == "3a36bff71234e866"
+                                            start=Start(init, mask, 1.0, 2)))[0]) == "5b46b7e8903e9ee9"
     assert digest(sprites.generate(t, SpriteRequest(ask(t), 2, "ddim", 6, 3.0, "data",
-                                            start=Start(init, None, 0.5, 0)))[0]) == "c38763ca356c1e1a"
+                                            start=Start(init, None, 0.5, 0)))[0]) == "0b112251565fb6c5"
 
 
 def test_the_shipped_character_model_walks_from_a_sprite_and_from_a_prompt(tmp_path, lpc, capsys,
