@@ -101,13 +101,13 @@ def oklab(rgb: torch.Tensor) -> torch.Tensor:
     a gold stays nearer gold than brown, which RGB distance does not promise."""
     c = rgb.float() / 255
     linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    lms = (linear @ _LMS.T).clamp(min=0) ** (1 / 3)
-    return lms @ _LAB.T
+    lms = (linear @ _LMS.T.to(c.device)).clamp(min=0) ** (1 / 3)
+    return lms @ _LAB.T.to(c.device)
 
 
 def snap(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     """Each pixel to its nearest palette colour (OKLab distance, no dithering); alpha to 0 or 255."""
-    out = images.clone()
+    out, palette = images.clone(), palette.to(images.device)  # a latent run's reconstructions are on its GPU
     rgb = images[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
     nearest = torch.cdist(oklab(rgb), oklab(palette)).argmin(dim=1)
     out[:, :3] = palette[nearest].view(images.shape[0], *images.shape[2:], 3).permute(0, 3, 1, 2)
