@@ -247,6 +247,7 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
     watch = SlowdownWatch()
 
     pending: list[tuple[torch.Tensor, float, float]] = []  # (loss on the device, lr, seconds) to log
+    plotted = time.monotonic()  # loss.png: redrawn with a checkpoint at most once a minute, and at the end
     with catch_signals() as stop, tqdm(total=total, initial=step, disable=not main, dynamic_ncols=True,
                                        unit="step") as bar:
         while step < total:
@@ -290,7 +291,9 @@ def train(cfg: Config, folder: Path, resume: bool = False) -> Path:
             if main and (step % run.ckpt_every == 0 or done or interrupted):
                 save_checkpoint(ckpt_path, parts, step=step, seconds=seconds,
                                 config=config_mod.to_dict(cfg), classes=data.classes)
-                plot_losses(losses_path, folder / "loss.png")
+                if done or interrupted or time.monotonic() - plotted > 60:
+                    plot_losses(losses_path, folder / "loss.png")
+                    plotted = time.monotonic()
             if main and run.num_samples and (done or (run.sample_every and step % run.sample_every == 0)):
                 (folder / "samples").mkdir(exist_ok=True)
                 objective.preview(ema.model, data, folder / "samples" / f"step_{step:07d}.png")
