@@ -26,24 +26,29 @@ def losses(run_dir):
     return [r["loss"] for r in csv.DictReader((run_dir / "losses.csv").open())]
 
 
+def before_loss_call(monkeypatch, n, action):
+    """Run action() as the training loss is computed for the n-th time (during step n)."""
+    real = trainer.Diffusion.loss
+    calls = {"n": 0}
+
+    def patched(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            action()
+        return real(*args, **kw)
+    monkeypatch.setattr(trainer.Diffusion, "loss", patched)
+
+
 def test_sigterm_saves_checkpoint_and_resume_is_exact(tmp_path, monkeypatch, capsys):
     """SIGTERM as `kill` sends it to `python train.py`: from outside the training thread, at
     whatever point of a step it lands. The checkpoint holds the step it stopped at, the loss plot is
     drawn, and the resumed run's losses are those of one run straight through."""
-    real = trainer.Diffusion.loss
-    calls = {"n": 0}
-
-    def sent_from_outside(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the run's handler is in place by now
-            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        return real(*args, **kw)
-
-    monkeypatch.setattr(trainer.Diffusion, "loss", sent_from_outside)
+    # at step 2 the run's handler is in place; the signal comes a moment later, from another thread
+    before_loss_call(monkeypatch, 2, threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start)
     argv = smoke_argv(tmp_path, "sig", "--max_steps=400", "--ckpt_every=1000", "--sample_every=0")
     assert train.main(argv) == 0
     assert "checkpoint saved" in capsys.readouterr().out and (tmp_path / "sig" / "loss.png").is_file()
-    monkeypatch.setattr(trainer.Diffusion, "loss", real)
+    monkeypatch.undo()
     step = torch.load(tmp_path / "sig" / "checkpoint.pt", weights_only=True)["step"]
     assert 2 <= step < 400 and len(losses(tmp_path / "sig")) == step
     target = f"--max_steps={step + 2}"
@@ -56,17 +61,8 @@ def test_sigterm_saves_checkpoint_and_resume_is_exact(tmp_path, monkeypatch, cap
 def test_ctrl_c_in_process_saves_checkpoint_and_restores_the_handler(tmp_path, monkeypatch, capsys):
     """SIGINT during step 3: the step finishes, the checkpoint holds step 3, no model is exported,
     and the caller's own SIGINT handler is back afterwards."""
-    real = trainer.Diffusion.loss
-    calls = {"n": 0}
-
-    def interrupting(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kw)
-
     before = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(trainer.Diffusion, "loss", interrupting)
+    before_loss_call(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
     assert train.main(smoke_argv(tmp_path, "int", "--max_steps=400", "--sample_every=0")) == 0
     assert "interrupted at step 3: checkpoint saved" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "int" / "checkpoint.pt")["step"] == 3
