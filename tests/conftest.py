@@ -156,6 +156,18 @@ def synthetic_lpc(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tile_run(tmp_path_factory):
+    """A smoke RGB class model of two terrains (a few floor and water tiles)."""
+    data = tmp_path_factory.mktemp("terrain")
+    for cls in ("floor", "water"):
+        (data / cls).mkdir()
+        for f in sorted((ROOT / "data" / "dcss_terrain" / cls).glob("*.png"))[:4]:
+            shutil.copy(f, data / cls / f.name)
+    return finished_run(tmp_path_factory, "tiles", "--condition=class", f"--data_dir={data}",
+                        "--max_steps=2", "--sample_every=0")
+
+
+@pytest.fixture(scope="session")
 def lpc(tmp_path_factory) -> Path:
     return synthetic_lpc(tmp_path_factory.mktemp("lpc"))
 

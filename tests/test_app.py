@@ -1,5 +1,6 @@
 """The web page (app.py): its parts without a browser, then the page in headless Debian chromium
 (tests/install_tools.sh installs it; without it these tests skip and say why)."""
+import functools
 import shutil
 from pathlib import Path
 import zlib
@@ -10,6 +11,8 @@ import torch
 from PIL import Image
 
 import app
+import autotile
+import config
 from config import UserError
 from model import load_model
 
@@ -93,6 +96,19 @@ def test_make_sprites_writes_native_pngs_a_sheet_and_a_variation(m, tmp_path):
     assert (before[before[..., 3] > 0] == after[before[..., 3] > 0]).all()
 
 
+def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(autotile, "CANDIDATES", 1)  # the page's path, not the choice of textures
+    monkeypatch.setattr(autotile, "TilesetRequest", functools.partial(autotile.TilesetRequest, steps=2))
+    m = load_model(tile_run)
+    assert "make-tileset" in fields_of(app.build_page(m, tmp_path))
+    assert "make-tileset" not in fields_of(app.build_page(load_model(cond_run), tmp_path))  # RGBA sprites
+    shown, files, status = app.make_tileset(m, tmp_path, "floor", "water", 1)
+    assert len(shown) == 3 and {p.rsplit(".", 1)[1] for p in files} == {"png", "tsx", "tmx"}
+    assert "seam ratio" in status
+    with pytest.raises(app.UserError, match="names floor twice"):
+        app.make_tileset(m, tmp_path, "floor", "floor", 1)
+
+
 # ----------------------------------------------------------------------------- in the browser
 
 def browser_missing() -> str:
@@ -110,15 +126,17 @@ def page(m):
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
-    server, url = app.serve(m, "127.0.0.1", app.free_port(), block=False)
-    pw, browser = app.open_browser()
-    tab = browser.new_page()
-    tab.goto(url)
-    tab.locator("#make").wait_for(timeout=60_000)  # the page is built by its scripts after loading
-    yield tab
-    browser.close()
-    pw.stop()
-    server.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(config.SAMPLER_STEPS, "dpm", 2)  # the page's default steps: 2, for time
+        server, url = app.serve(m, "127.0.0.1", app.free_port(), block=False)
+        pw, browser = app.open_browser()
+        tab = browser.new_page()
+        tab.goto(url)
+        tab.locator("#make").wait_for(timeout=60_000)  # the page is built by its scripts after loading
+        yield tab
+        browser.close()
+        pw.stop()
+        server.close()
 
 
 def test_the_page_loads_with_the_models_classes(page):
@@ -203,7 +221,6 @@ def test_the_server_prints_no_share_hint(m, capfd):
 def test_the_readme_api_example_runs_against_the_page(m, char_run, lpc, tmp_path, monkeypatch):
     """The README's gradio_client lines, word for word, against a page started here on 127.0.0.1
     (its address and the sprite's path put in): each action answers as an API call."""
-    import config
     from conftest import ROOT
     monkeypatch.setitem(config.SAMPLER_STEPS, "dpm", 2)  # the page's default steps: 2, for time
     from test_characters import hero

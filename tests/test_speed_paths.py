@@ -103,19 +103,36 @@ assert train.main({second!r}) == 0  # the resume, in the same process group
 """
 
 
-def test_two_processes_train_checkpoint_once_and_resume(tmp_path):
-    """One torchrun launch (process start-up is most of the cost): train to step 3, then resume to 5."""
+def test_two_processes_train_checkpoint_once_and_resume(tmp_path, monkeypatch, capsys):
+    """Two processes started as torchrun starts them (their rank, the group's size and the main one's
+    address in the environment): this one is rank 0, a second interpreter rank 1 (a launcher and a
+    third interpreter would only add start-up). Train to step 3, then resume to 5."""
+    from accelerate.state import AcceleratorState
+    from app import free_port
+    first = smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0", "--device=cpu")
+    second = ["--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5", "--device=cpu"]
     script = tmp_path / "two_runs.py"
-    script.write_text(TWO_RUNS.format(
-        root=str(ROOT), first=smoke_argv(tmp_path, "ddp", "--max_steps=3", "--sample_every=0", "--device=cpu"),
-        second=["--resume", f"--out_dir={tmp_path}", "--run_name=ddp", "--max_steps=5", "--device=cpu"]))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node=2", str(script)], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "2 process(es) x batch 8" in p.stdout
-    assert p.stdout.count("done: 3 steps") == 1 and p.stdout.count("done: 5 steps") == 1  # main only
+    script.write_text(TWO_RUNS.format(root=str(ROOT), first=first, second=second))
+    group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
+             "LOCAL_WORLD_SIZE": "2"}
+    other = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, **group, "RANK": "1", "LOCAL_RANK": "1",
+                                             "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    for key, value in {**group, "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    AcceleratorState._reset_state(reset_partial_state=True)  # this process's single-process set-up
+    try:
+        assert train.main(first) == 0 and train.main(second) == 0
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        out, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err[-3000:]
+    main = capsys.readouterr().out
+    assert "2 process(es) x batch 8" in main
+    assert main.count("done: 3 steps") == 1 and main.count("done: 5 steps") == 1
+    assert "done:" not in out  # the main process alone reports and writes
     assert [int(r["step"]) for r in rows(tmp_path / "ddp")] == [1, 2, 3, 4, 5]
     assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 5
 

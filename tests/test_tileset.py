@@ -1,6 +1,5 @@
 """Tilesets that join (tileset.py, autotile.py): the sets' Wang ids, frames that agree for every valid
 pair of neighbours, the files Tiled reads, Tiled's own rendering of the map, and bad input."""
-import functools
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,7 +11,6 @@ from PIL import Image
 import autotile
 import tileset
 from config import ROOT
-from conftest import finished_run
 
 
 def test_the_sets_hold_every_corner_tile_and_the_47_blob_tiles():
@@ -48,18 +46,6 @@ def test_frames_agree_for_every_valid_pair_of_neighbours(kind):
     for i, j in down:
         assert np.array_equal(masks[i][-autotile.FRAME:], masks[j][:autotile.FRAME])
     assert all(not autotile.band(mk)[:autotile.FRAME].any() for mk in masks)  # the frame is kept
-
-
-@pytest.fixture(scope="module")
-def tile_run(tmp_path_factory):
-    """A smoke RGB class model of two terrains (a few floor and water tiles)."""
-    data = tmp_path_factory.mktemp("terrain")
-    for cls in ("floor", "water"):
-        (data / cls).mkdir()
-        for f in sorted((ROOT / "data" / "dcss_terrain" / cls).glob("*.png"))[:4]:
-            shutil.copy(f, data / cls / f.name)
-    return finished_run(tmp_path_factory, "tiles", "--condition=class", f"--data_dir={data}",
-                        "--max_steps=2", "--sample_every=0")
 
 
 def test_tileset_writes_sheets_tilesets_a_map_and_its_picture(tile_run, tmp_path, capsys):
@@ -116,19 +102,3 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(run, args, message, re
     assert tileset.main([f"--model={request.getfixturevalue(run)}", f"--out={out}", "--steps=1", *args]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (a fixture's training may print before)
     assert last.startswith("error: ") and message in last and not out.exists()
-
-
-def test_the_page_has_a_tileset_tab_for_tile_models_only(tile_run, cond_run, tmp_path, monkeypatch):
-    import app
-    from model import load_model
-    monkeypatch.setattr(autotile, "CANDIDATES", 1)  # the page's path, not the choice of textures
-    monkeypatch.setattr(autotile, "TilesetRequest", functools.partial(autotile.TilesetRequest, steps=2))
-    m = load_model(tile_run)
-    ids = lambda page: {b.elem_id for b in page.blocks.values() if getattr(b, "elem_id", None)}  # noqa: E731
-    assert "make-tileset" in ids(app.build_page(m, tmp_path))
-    assert "make-tileset" not in ids(app.build_page(load_model(cond_run), tmp_path))  # RGBA sprites
-    shown, files, status = app.make_tileset(m, tmp_path, "floor", "water", 1)
-    assert len(shown) == 3 and {p.rsplit(".", 1)[1] for p in files} == {"png", "tsx", "tmx"}
-    assert "seam ratio" in status
-    with pytest.raises(app.UserError, match="names floor twice"):
-        app.make_tileset(m, tmp_path, "floor", "floor", 1)
