@@ -1,5 +1,5 @@
 """The speed and scale-out paths, on CPU: flags that matter on a GPU must not break a CPU run, and
-torchrun with two processes trains and resumes. (bench.py's measurements are checked with the
+two processes, as torchrun or accelerate launch starts them, train and resume. (bench.py's measurements are checked with the
 documented commands in test_scripts.py.)"""
 import csv
 import functools
