@@ -1,6 +1,6 @@
 """The speed and scale-out paths, on CPU: flags that matter on a GPU must not break a CPU run, and
-two processes, as torchrun or accelerate launch starts them, train and resume. (bench.py's measurements are checked with the
-documented commands in test_scripts.py.)"""
+two processes, as torchrun or accelerate launch starts them, train and resume. (bench.py's
+measurements are checked with the documented commands in test_scripts.py.)"""
 import csv
 import functools
 import os
