@@ -123,6 +123,9 @@ def test_two_processes_train_checkpoint_once_and_resume(tmp_path, monkeypatch, c
     AcceleratorState._reset_state(reset_partial_state=True)  # this process's single-process set-up
     try:
         assert train.main(first) == 0 and train.main(second) == 0
+    except BaseException:
+        other.kill()  # it would wait for this one in the group
+        raise
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
