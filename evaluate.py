@@ -90,10 +90,10 @@ def model_and_data(o: EvalOptions):
     return m, load_folder(o.data_dir or m.data_dir, m.spec, log=lambda _: None)
 
 
-def ceiling(c: dict, what: str) -> str:
-    """An accuracy over the probe's own accuracy on the held-out icons, the most it can read."""
+def ceiling(c: dict, what: str, icons: str = "the icons") -> str:
+    """The probe's own accuracy on the held-out icons, the most it can read, and an accuracy over it."""
     top = c[f"{what}_accuracy_of_the_icons"]
-    return f"{c[f'{what}_accuracy'] / top:.2f}x that" if top else "no ceiling"
+    return f"{icons}: {top:.0%}; {c[f'{what}_accuracy'] / top:.2f}x that" if top else "no ceiling"
 
 
 def held_out(o: EvalOptions) -> dict:
@@ -105,18 +105,18 @@ def held_out(o: EvalOptions) -> dict:
     print(f"model: {m.source} ({m.why})")
     r = tables.held_out_test(m, o, o.held_out, o.data_dir or "data/dcss_items", o.num_samples)
     c, u, n = r["captions"], r["unseen"], r["class_names"]
+    themselves, turned = "the held-out icons themselves", "the held-out icons of those objects, hues turned"
     print(f"held-out test: {r['held_out']} sprites never trained on ({r['trained_on']} trained on; probe "
           f"accuracy {r['probe_accuracy']:.0%})\n"
-          f"  from their captions: class {c['class_accuracy']:.0%} (the held-out icons themselves: "
-          f"{c['class_accuracy_of_the_icons']:.0%}; {ceiling(c, 'class')}), kind {c['kind_accuracy']:.0%} "
-          f"(the icons: {c['kind_accuracy_of_the_icons']:.0%}; {ceiling(c, 'kind')}; {len(r['kinds'])} "
+          f"  from their captions: class {c['class_accuracy']:.0%} ({ceiling(c, 'class', themselves)}), kind "
+          f"{c['kind_accuracy']:.0%} ({ceiling(c, 'kind')}; {len(r['kinds'])} "
           f"kinds), colour {c['colour_accuracy']:.0%}, "
           f"FD-Lite0 {c['fd_lite0']:.0f} (floor {c['floor_fd']:.0f}, {c['fd_lite0'] / c['floor_fd']:.2f}x), "
           f"recall {c['recall']:.2f}, memorisation ratio {c['memorisation_ratio']:.2f}\n"
           f"  diversity within a prompt (8 each of 24): {r['diversity']:.2f} of the data's\n"
-          f"  {len(u['prompts'])} prompts no caption holds: class {u['class_accuracy']:.0%}, kind "
-          f"{u['kind_accuracy']:.0%}, colour "
-          f"{u['colour_accuracy']:.0%}\n"
+          f"  {len(u['prompts'])} prompts no caption holds: class {u['class_accuracy']:.0%} "
+          f"({ceiling(u, 'class', turned)}), kind {u['kind_accuracy']:.0%} "
+          f"({ceiling(u, 'kind')}), colour {u['colour_accuracy']:.0%}\n"
           f"  class names in the yardstick's proportions: FD-Lite0 {n['fd_lite0']:.0f}, recall "
           f"{n['recall']:.2f}")
     images = r.pop("unseen_images")

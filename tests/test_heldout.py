@@ -126,6 +126,8 @@ def test_the_held_out_test_reports_every_figure(prompt_run, tmp_path):
     assert r["unseen"]["prompts"] and 0 <= r["unseen"]["class_accuracy"] <= 1
     assert r["class_names"]["fd_lite0"] > 0 and (tmp_path / "u.png").is_file()
     assert 0 <= c["kind_accuracy"] <= 1 and 0 < c["kind_accuracy_of_the_icons"] <= 1
+    u = r["unseen"]  # the ceiling: the held-out armour icon and weapons (staff, rod, missile), hues turned
+    assert 0 <= u["class_accuracy_of_the_icons"] <= 1 and 0 <= u["kind_accuracy_of_the_icons"] <= 1
     assert 0 <= r["unseen"]["kind_accuracy"] <= 1 and len(r["kinds"]) <= len(set(
         f.parent.name for f in SMALL_DATA.rglob("*.png")))
 
