@@ -154,23 +154,43 @@ class TextCondition(ClassCondition):
     kind = "text"
 
     def __init__(self, text_inputs: str, classes: list[str], captions: list[str] = (),
-                 colours_apart: bool = False):
+                 colours_apart: bool = False, short_captions: float = 0.0):
         super().__init__(classes)
         self.text_inputs, self.captions = text_inputs, list(captions)
-        self.colours_apart = colours_apart
+        self.colours_apart, self.short_captions = colours_apart, short_captions
         self.table: dict[str, torch.Tensor] = {}
+        self.shorter = torch.zeros(0, 2, dtype=torch.long)  # a caption's row -> its shorter forms' rows
 
     def labels(self, data, cache: Path | None = None) -> torch.Tensor:
-        """Each image's caption as a row of the table of sorted distinct captions, whose last row is
-        the empty caption (the null label)."""
-        texts = sorted(set(data.captions)) + [""]
+        """Each image's caption as a row of the table of sorted distinct captions, then (a run with
+        short_captions) the shorter forms no caption is, then the empty caption (the null label)."""
+        captions = sorted(set(data.captions))
+        short = {}  # a caption -> (without its colour words, its image's class)
+        if self.short_captions:
+            for c, label in zip(data.captions, data.labels.tolist()):
+                short.setdefault(c, (colour_split(c)[1] or c, data.classes[label]))
+        texts = captions + sorted({t for pair in short.values() for t in pair} - set(captions)) + [""]
         self.table, self.null = text_table(texts, cache, self.colours_apart), len(texts) - 1
-        self.captions = texts[:-1]
-        return torch.tensor([texts.index(c) for c in data.captions])
+        self.captions = captions
+        row = {t: i for i, t in enumerate(texts)}
+        self.shorter = torch.tensor([[row[t] for t in short[c]] for c in captions] if short else [],
+                                    dtype=torch.long).view(-1, 2)
+        return torch.tensor([row[c] for c in data.captions])
 
     def to(self, device) -> TextCondition:
         self.table = {k: v.to(device) for k, v in self.table.items()}
+        self.shorter = self.shorter.to(device)
         return self
+
+    def drop(self, labels: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+        """With short_captions, that share of the captions replaced by a shorter form (half each),
+        then each dropped to the empty caption with probability p."""
+        if self.short_captions:
+            r = torch.rand(labels.shape, generator=g, device=g.device).to(labels.device)
+            form = (r * 2 / self.short_captions).long()  # 0: without colours, 1: the class, else kept
+            short = self.shorter[labels].gather(1, form.clamp(max=1)[:, None])[:, 0]
+            labels = torch.where(form < 2, short, labels)
+        return super().drop(labels, p, g)
 
     def inputs(self, labels: torch.Tensor, table: dict | None = None) -> dict:
         """Rows of `table` (default: the training captions') as the backbone's arguments."""
@@ -298,12 +318,13 @@ class CharacterCondition(TextCondition):
                         "python animate.py --model=... --init=sprite.png or --prompt=...")
 
 
-def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = ()) -> NoCondition:
-    """The conditioning object of a model."""
+def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = (),
+              short_captions: float = 0.0) -> NoCondition:
+    """The conditioning object of a model (short_captions: a text model's training, RunSpec's)."""
     if spec.condition == "character":
         return CharacterCondition(classes, captions, standing=classes.index(STANDING))
     if spec.condition == "text":
-        return TextCondition(spec.text_inputs, classes, captions, spec.colours_apart)
+        return TextCondition(spec.text_inputs, classes, captions, spec.colours_apart, short_captions)
     if spec.condition == "class":
         return ClassCondition(classes)
     return NoCondition()

@@ -174,6 +174,10 @@ class RunSpec:
     flip_p: float = option(0.5, "probability of a horizontal flip, per image and step")
     cond_dropout: float = option(0.1, "share of classes or captions replaced by 'none' in training "
                                       "(for classifier-free guidance)")
+    short_captions: float = option(0.0, "condition=text: share of captions replaced in training by a "
+                                        "shorter one, half by the caption without its colour words, "
+                                        "half by the image's class (its folder's name), so that a short "
+                                        "prompt ('weapon') asks for the whole kind")
     min_snr_gamma: float = option(0.0, "min-SNR loss weighting with this gamma (Hang et al. 2023); "
                                        "0: unweighted MSE")
     repa: float = option(0.0, "weight of REPA, representation alignment (Yu et al. 2024): the UNet's "
@@ -322,7 +326,7 @@ def preset(name: str, **overrides: Any) -> Config:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     model, run = split({**PRESETS[name][1], **overrides})
     cfg = Config(ModelSpec(**model), RunSpec(**run))
-    validate(cfg)
+    validate(cfg, with_model=not cfg.run.init)  # a run from --init: train.py checks it against that model
     return cfg
 
 
@@ -343,8 +347,9 @@ CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
            "text_inputs": ("cross", "pooled", "both"), "backbone": ("unet", "dit", "vae")}
 
 
-def validate(cfg: Config) -> None:
-    """Reject values that would fail later, deep inside torch, with a message naming the key."""
+def validate(cfg: Config, with_model: bool = True) -> None:
+    """Reject values that would fail later, deep inside torch, with a message naming the key;
+    with_model: also the run options that depend on the model."""
     validate_model(cfg.model)
     r = cfg.run
 
@@ -357,15 +362,19 @@ def validate(cfg: Config) -> None:
     for key in ("max_steps", "max_minutes", "warmup_steps", "sample_every", "threads", "num_samples",
                 "min_snr_gamma", "recolour", "repa"):
         need(getattr(r, key) >= 0, f"{key} must be >= 0, got {getattr(r, key)}")
-    for key in ("flip_p", "cond_dropout", "ema_decay"):
+    for key in ("flip_p", "cond_dropout", "short_captions", "ema_decay"):
         need(0 <= getattr(r, key) <= 1, f"{key} must be in [0, 1], got {getattr(r, key)}")
-    need(not r.repa or (cfg.model.backbone, cfg.model.latent) == ("unet", ""),
-         "--repa aligns a pixel UNet's middle features: --backbone=unet, no --latent")
-    need(cfg.model.condition != "character" or (r.flip_p, r.recolour) == (0, 0),
-         "a character model's frames keep their direction: --flip_p=0 --recolour=0")
     for key in ("mixed_precision", "device", "lr_decay"):
         need(getattr(r, key) in CHOICES[key], f"{key} must be one of {', '.join(CHOICES[key])}; "
                                               f"got {getattr(r, key)!r}")
+    if not with_model:
+        return
+    need(not r.repa or (cfg.model.backbone, cfg.model.latent) == ("unet", ""),
+         "--repa aligns a pixel UNet's middle features: --backbone=unet, no --latent")
+    need(not r.short_captions or cfg.model.condition == "text",
+         f"short_captions shortens captions: it needs condition=text, not {cfg.model.condition}")
+    need(cfg.model.condition != "character" or (r.flip_p, r.recolour) == (0, 0),
+         "a character model's frames keep their direction: --flip_p=0 --recolour=0")
 
 
 def validate_model(s: ModelSpec) -> None:

@@ -55,7 +55,7 @@ class Diffusion:
 
     def __init__(self, cfg: Config, data: PixelData, device: torch.device, num_processes: int):
         self.cfg, self.spec, self.run = cfg, cfg.model, cfg.run
-        self.condition = for_model(cfg.model, data.classes)
+        self.condition = for_model(cfg.model, data.classes, short_captions=cfg.run.short_captions)
         self.scheduler = build_scheduler(cfg.model)
         self.vae = None
         if cfg.model.latent:

@@ -62,6 +62,8 @@ def test_seed_preset_is_the_reference_setup():
     (["--num_image=4"], "unknown option --num_image; valid options"),  # train.py has no num_images
     (["--batch=4"], "did you mean --batch_size?"),
     (["--preset=vae", "--condition=class"], "an autoencoder (backbone=vae) takes no condition"),
+    (["--preset=cpu", "--short_captions=0.2"], "short_captions shortens captions: it needs condition=text"),
+    (["--preset=prompt", "--short_captions=1.5"], "short_captions must be in .0, 1., got 1.5"),
 ])
 def test_bad_overrides_are_rejected(argv, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):

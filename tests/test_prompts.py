@@ -132,6 +132,26 @@ def test_caption_dropout_gives_the_empty_caption(tmp_path):
     assert torch.equal(kw["class_labels"][~empty][0], text["pooled"][dropped[~empty][0]])
 
 
+def test_short_captions_train_on_the_caption_without_its_colours_and_on_its_class(tmp_path):
+    c = conditioning.TextCondition("both", [], short_captions=0.4)
+    data = type("Data", (), {"captions": ["red potion", "grey long sword, weapon"] * 500,
+                             "labels": torch.tensor([0, 1] * 500), "classes": ["potion", "weapon"]})
+    labels = c.labels(data, tmp_path / "t.pt")
+    assert c.captions == ["grey long sword, weapon", "red potion"]  # what the model is saved with
+    got = c.drop(labels, 0.1, torch.Generator().manual_seed(0))
+    want = ["grey long sword, weapon", "red potion", "long sword, weapon", "potion", "weapon", ""]
+    enc = conditioning.encode_text(want)
+    rows = [int((c.table["pooled"] - v).abs().sum(1).argmin()) for v in enc["pooled"]]
+    assert len(set(rows)) == 6 and c.null == rows[-1] == 5
+    share = {t: (got == r).double().mean().item() for t, r in zip(want, rows)}
+    assert 0.25 < share["grey long sword, weapon"] < 0.30 and 0.25 < share["red potion"] < 0.30
+    # the potion's two shorter forms are one text: its share is the sword's two together
+    assert 0.16 < share["potion"] < 0.22 and 0.07 < share["long sword, weapon"] < 0.12
+    assert 0.07 < share["weapon"] < 0.12 and 0.07 < share[""] < 0.13
+    plain = conditioning.TextCondition("both", [])
+    assert torch.equal(plain.labels(data, tmp_path / "t.pt"), labels)  # the captions' rows stay
+
+
 def test_prompt_model_trains_exports_and_loads_in_stock_diffusers(prompt_run):
     from diffusers import UNet2DConditionModel
     unet = UNet2DConditionModel.from_pretrained(prompt_run / "model" / "unet")

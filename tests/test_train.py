@@ -183,11 +183,13 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     import torch
     base = [f"--data_dir={SMALL_DATA}", f"--out_dir={tmp_path}", "--max_steps=1", "--num_samples=0",
             "--lr=1e-12", "--ema_decay=1"]
-    assert train.main([f"--init={prompt_run}", "--run_name=ft", *base]) == 0
+    assert train.main([f"--init={prompt_run}", "--run_name=ft", "--short_captions=0.5", *base]) == 0
     assert "init: " in capsys.readouterr().out
     before, after = load_model(prompt_run).net.state_dict(), load_model(tmp_path / "ft").net.state_dict()
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)  # its weights, carried on
     assert load_model(tmp_path / "ft").spec == load_model(prompt_run).spec
+    # trained on shorter captions too, it is saved with the data's own
+    assert load_model(tmp_path / "ft").condition.captions == load_model(prompt_run).condition.captions
     assert train.main([f"--init={prompt_run}", "--run_name=x", "--layers_per_block=3", *base]) == 2
     assert "keeps that model's options; drop --layers_per_block" in capsys.readouterr().err
     assert train.main([f"--init={prompt_run}", "--run_name=apart", "--colours_apart=true", *base]) == 0
@@ -195,6 +197,8 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     assert apart.spec.colours_apart and apart.condition.colours_apart and not load_model(prompt_run).spec.colours_apart
     assert train.main([f"--init={cond_run}", "--run_name=z", "--colours_apart=true", *base]) == 2
     assert capsys.readouterr().err.count("colours_apart splits a prompt: it needs condition=text") == 1
+    assert train.main([f"--init={cond_run}", "--run_name=z", "--short_captions=0.5", *base]) == 2
+    assert "short_captions shortens captions: it needs condition=text, not class" in capsys.readouterr().err
     one_class = tmp_path / "one" / "potion"  # another number of classes than the class model's
     one_class.mkdir(parents=True)
     for p in sorted((SMALL_DATA / "potion").glob("*.png")):
