@@ -320,13 +320,14 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             {k: v for k, v in values.items() if k in RUN_KEYS})
 
 
-def preset(name: str, **overrides: Any) -> Config:
-    """A Config from a named preset plus flat keyword overrides (validated)."""
+def preset(name: str, with_model: bool = True, **overrides: Any) -> Config:
+    """A Config from a named preset plus flat keyword overrides (validated; with_model=False: the
+    run options that depend on the model are left to the caller, whose model is another's)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     model, run = split({**PRESETS[name][1], **overrides})
     cfg = Config(ModelSpec(**model), RunSpec(**run))
-    validate(cfg, with_model=not cfg.run.init)  # a run from --init: train.py checks it against that model
+    validate(cfg, with_model)
     return cfg
 
 
@@ -536,9 +537,10 @@ def parse_args(argv: list[str], doc: str, *targets: Any, config: bool = True,
     given = dict(vars(ns))
     cfg = None
     if config:
-        # a run from --init takes that model's options (train.py checks the ones given against it)
+        # a run from --init takes that model's options, a resumed run its own (train.py checks the
+        # ones given against them)
         spec_keys = RUN_KEYS if given.get("init") else MODEL_KEYS | RUN_KEYS
-        cfg = preset(given.get("preset", default_preset),
+        cfg = preset(given.get("preset", default_preset), not (given.get("init") or given.get("resume")),
                      **{k: v for k, v in given.items() if k in spec_keys})
     for key, value in given.items():
         target = next((t for t in targets if key in _field_types(t)), None)

@@ -55,7 +55,9 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
                             "such as --max_minutes, --max_steps and --lr may change)")
         saved = config_mod.load(run / "config.json")
         changes = {k: v for k, v in given.items() if k in config_mod.RUN_KEYS}
-        return dataclasses.replace(saved, run=dataclasses.replace(saved.run, **changes)), run, True
+        cfg = dataclasses.replace(saved, run=dataclasses.replace(saved.run, **changes))
+        config_mod.validate(cfg)
+        return cfg, run, True
     if cfg.run.init:
         cfg = from_init(cfg, given)
     name = cfg.run.run_name

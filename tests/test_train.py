@@ -190,6 +190,12 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     assert load_model(tmp_path / "ft").spec == load_model(prompt_run).spec
     # trained on shorter captions too, it is saved with the data's own
     assert load_model(tmp_path / "ft").condition.captions == load_model(prompt_run).condition.captions
+    # a resumed run's options are checked against its own model, not the default preset's
+    assert train.main(["--resume", "--run_name=ft", f"--out_dir={tmp_path}", "--max_steps=2",
+                       "--short_captions=0.2"]) == 0
+    assert train.main(["--resume", f"--run_name={cond_run.name}", f"--out_dir={cond_run.parent}",
+                       "--short_captions=0.2"]) == 2  # a class model: refused before anything is written
+    assert "short_captions shortens captions: it needs condition=text, not class" in capsys.readouterr().err
     assert train.main([f"--init={prompt_run}", "--run_name=x", "--layers_per_block=3", *base]) == 2
     assert "keeps that model's options; drop --layers_per_block" in capsys.readouterr().err
     assert train.main([f"--init={prompt_run}", "--run_name=apart", "--colours_apart=true", *base]) == 0
