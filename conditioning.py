@@ -320,7 +320,8 @@ class CharacterCondition(TextCondition):
 
 def for_model(spec: ModelSpec, classes: list[str], captions: list[str] = (),
               short_captions: float = 0.0) -> NoCondition:
-    """The conditioning object of a model (short_captions: a text model's training, RunSpec's)."""
+    """The conditioning object of a model; short_captions (a run option) shortens a text model's
+    training captions."""
     if spec.condition == "character":
         return CharacterCondition(classes, captions, standing=classes.index(STANDING))
     if spec.condition == "text":

@@ -540,7 +540,8 @@ def parse_args(argv: list[str], doc: str, *targets: Any, config: bool = True,
         # a run from --init takes that model's options, a resumed run its own (train.py checks the
         # ones given against them)
         spec_keys = RUN_KEYS if given.get("init") else MODEL_KEYS | RUN_KEYS
-        cfg = preset(given.get("preset", default_preset), not (given.get("init") or given.get("resume")),
+        cfg = preset(given.get("preset", default_preset),
+                     with_model=not (given.get("init") or given.get("resume")),
                      **{k: v for k, v in given.items() if k in spec_keys})
     for key, value in given.items():
         target = next((t for t in targets if key in _field_types(t)), None)
