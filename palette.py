@@ -149,18 +149,20 @@ def name_colours(rgb: torch.Tensor) -> torch.Tensor:
     return torch.where(v < 0.2, 0, torch.where(s < 0.2, torch.where(v > 0.8, 2, 1), by_hue))
 
 
-def main_colours(image: torch.Tensor, most: int = 2) -> list[str]:
-    """The main colours of one uint8 C,H,W sprite, by name: over its opaque pixels, leaving out black
-    (pixel art's outlines) unless nothing else is there, the commonest name, then the next ones while
-    each covers at least half as many pixels as the first."""
-    px = image.permute(1, 2, 0).reshape(-1, image.shape[0])
-    if image.shape[0] == 4:
-        px = px[px[:, 3] > 127]
-    counts = torch.bincount(name_colours(px[:, :3]), minlength=len(COLOUR_NAMES))
-    if counts[1:].sum() > 0:
-        counts[0] = 0
-    order = counts.argsort(descending=True)[:most].tolist()
-    return [COLOUR_NAMES[i] for i in order if counts[i] > 0 and counts[i] * 2 >= counts[order[0]]]
+def main_colours(images: torch.Tensor, most: int = 2) -> list[list[str]]:
+    """The main colours of each uint8 N,C,H,W sprite, by name: over its opaque pixels, leaving out
+    black (pixel art's outlines) unless nothing else is there, the commonest name, then the next ones
+    while each covers at least half as many pixels as the first."""
+    names = name_colours(images[:, :3].permute(0, 2, 3, 1)).flatten(1)
+    opaque = (images[:, 3] > 127).flatten(1) if images.shape[1] == 4 else torch.ones_like(names)
+    counts = torch.zeros(len(images), len(COLOUR_NAMES), dtype=torch.long)
+    counts.scatter_add_(1, names, opaque.long())
+    counts[:, 0] *= counts[:, 1:].sum(1) == 0
+    chosen = []
+    for row in counts:
+        order, row = row.argsort(descending=True)[:most].tolist(), row.tolist()
+        chosen.append([COLOUR_NAMES[i] for i in order if row[i] > 0 and row[i] * 2 >= row[order[0]]])
+    return chosen
 
 
 @dataclass
@@ -187,7 +189,7 @@ def recoloured(data, copies: int):
     start with its colour words (a caption of its own) gets no copies."""
     if not copies:
         return data
-    prefixes = [" and ".join(main_colours(img)) for img in data.images]
+    prefixes = [" and ".join(c) for c in main_colours(data.images)]
     keep = torch.tensor([c.startswith(p) and bool(p) for c, p in zip(data.captions, prefixes)])
     images, labels, captions = [data.images], [data.labels], list(data.captions)
     for i in range(1, copies + 1):
@@ -195,10 +197,23 @@ def recoloured(data, copies: int):
         images.append(turned)
         labels.append(data.labels[keep])
         old = [(c, p) for c, p, k in zip(data.captions, prefixes, keep) if k]
-        captions += [" and ".join(main_colours(img)) + c[len(p):] for img, (c, p) in zip(turned, old)]
+        captions += [" and ".join(m) + c[len(p):] for m, (c, p) in zip(main_colours(turned), old)]
     files = data.files + [f for f, k in zip(data.files, keep) if k] * copies
     return dataclasses.replace(data, images=torch.cat(images), labels=torch.cat(labels), files=files,
                                captions=captions)
+
+
+def prompt_palette(data, copies: int = 3) -> torch.Tensor:
+    """The palette of a model asked by prompts: the data's own colours, and those of its recoloured
+    copies that lie farther from every one of them than its colours lie from each other (the median
+    nearest-neighbour distance in OKLab). A prompt may name a colour the data lacks ("a green sword");
+    snapped to the data's own colours alone, the green the model draws turns grey or brown. The
+    copies' own median cut instead would spend the colours the data has plenty of and lose its
+    yellows (RESULTS.md: *A twelfth session*)."""
+    own, turned = extract(data.images), extract(recoloured(data, copies).images)
+    lab = oklab(own)
+    gap = torch.cdist(lab, lab).fill_diagonal_(float("inf")).min(1).values.median()
+    return torch.cat([own, turned[torch.cdist(oklab(turned), lab).min(1).values > gap]])
 
 
 @script

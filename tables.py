@@ -92,7 +92,6 @@ def prompt_table(m: Loaded, data: PixelData, f_data: torch.Tensor, o) -> dict:
     to the class, the share whose main colour (palette.main_colours, the captions' rule) is the
     named one, and, over all of them, FD-Lite0 against these classes' icons and exact copies. A class
     model is asked for the class alone, so its colour accuracy is the chance level to beat."""
-    from palette import main_colours
     classes = [c for c in TABLE_CLASSES if c in data.classes]
     if not classes or m.condition.kind == "none":
         raise UserError("--prompt_table needs a text or class model trained on some of the classes "
@@ -108,15 +107,13 @@ def prompt_table(m: Loaded, data: PixelData, f_data: torch.Tensor, o) -> dict:
     samples = sprites(m, o, [a for a in asked for _ in range(o.per_class)])
     f = features(samples, net)
     said = (probe((f - mean) / std).argmax(1)).view(len(pairs), o.per_class)
-    seen = {(data.classes[lab], (main_colours(img) or ["none"])[0])
-            for img, lab in zip(data.images, data.labels)}
+    seen = {(data.classes[lab], named) for named, lab in zip(first_colours(data.images), data.labels)}
     rows = []
     for i, (cls, colour) in enumerate(pairs):
         batch = samples[i * o.per_class:(i + 1) * o.per_class]
         rows.append({"prompt": prompts[i], "in_data": (cls, colour) in seen,
                      "class_accuracy": (said[i] == classes.index(cls)).double().mean().item(),
-                     "colour_accuracy": float(np.mean([(main_colours(x) or [""])[0] == colour
-                                                       for x in batch]))})
+                     "colour_accuracy": float(np.mean([named == colour for named in first_colours(batch)]))})
     result = {"probe_held_out_accuracy": held_acc, "per_prompt": o.per_class,
               "class_accuracy": float(np.mean([r["class_accuracy"] for r in rows])),
               "colour_accuracy": float(np.mean([r["colour_accuracy"] for r in rows])),
@@ -376,8 +373,8 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str, cap: int = 0) -> di
         "kind_accuracy": fit_rate(kind_fits, kind_judge(f_got).view(len(unseen), 4).tolist(), kinds),
         "kind_accuracy_of_the_icons": fit_rate(kind_fits, of_the_object(kind_fits, kind_turned, held_kinds),
                                                kinds),
-        "colour_accuracy": float(np.mean([main_colour(x) == c for x, (_, _, c) in
-                                          zip(got, [u for u in unseen for _ in range(4)])]))}
+        "colour_accuracy": float(np.mean([named == c for named, (_, _, c) in
+                                          zip(first_colours(got), [u for u in unseen for _ in range(4)])]))}
     report["unseen_images"] = got
 
     items = load_folder(yardstick, m.spec, log=lambda _: None)
@@ -390,15 +387,16 @@ def held_out_test(m: Loaded, o, listed: str, yardstick: str, cap: int = 0) -> di
     return report
 
 
-def main_colour(image: torch.Tensor) -> str:
+def first_colours(images: torch.Tensor) -> list[str]:
+    """Each sprite's main colour by the captions' rule (palette.main_colours), or ""."""
     from palette import main_colours
-    return (main_colours(image) or [""])[0]
+    return [(named or [""])[0] for named in main_colours(images)]
 
 
 def colour_agreement(samples: torch.Tensor, icons: torch.Tensor) -> float:
     """Share of samples whose main colour (the captions' rule) is that of the icon they were asked
     for by its caption."""
-    return float(np.mean([main_colour(s) == main_colour(i) for s, i in zip(samples, icons)]))
+    return float(np.mean([s == i for s, i in zip(first_colours(samples), first_colours(icons))]))
 
 
 def nearest_ratio(samples: torch.Tensor, held: torch.Tensor, train: torch.Tensor) -> float:

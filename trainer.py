@@ -38,7 +38,7 @@ from devices import choose_device, compiled, configure, cpu_threads, precision
 from dataset import PixelData, augment, load_folder, make_grid, read_list, to_uint8
 from model import (EMA, add_noise, build, build_scheduler, calibrate, decode, encode, load_checkpoint,
                    load_vae, save_denoiser, save_meta)
-from palette import extract, load_palette, recoloured, save_hex
+from palette import extract, load_palette, prompt_palette, recoloured, save_hex
 from sampling import SampleRequest, sample
 
 
@@ -325,9 +325,11 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     run = cfg.run
     if cfg.model.condition == "character":
         data = training_data(run.data_dir, run.characters, run.seed, log)
+        palette = extract(data.images)
     else:
-        data = recoloured(load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out)),
-                          run.recolour)
+        own = load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out))
+        data = recoloured(own, run.recolour)
+        palette = prompt_palette(own) if cfg.model.condition == "text" else extract(data.images)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
     objective = objective_for(cfg)(cfg, data, acc.device, acc.num_processes)
     if run.repa:
@@ -336,7 +338,7 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     if acc.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, folder / "config.json")
-        save_hex(extract(data.images), folder / "palette.hex")
+        save_hex(palette, folder / "palette.hex")
         labels = objective.condition.labels(data, cache)
     acc.wait_for_everyone()  # the other processes read the main one's cache
     if not acc.is_main_process:

@@ -59,7 +59,7 @@ def caption(image: Image.Image, tile: str, folder: str) -> str:
     rgba = torch.from_numpy(np.array(image.convert("RGBA"))).permute(2, 0, 1)
     cls = singular(folder)
     name = name_words(tile, folder) or cls
-    text = f"{' and '.join(main_colours(rgba))} {name}".strip()
+    text = f"{' and '.join(main_colours(rgba[None])[0])} {name}".strip()
     return text if cls in name else f"{text}, {cls}"
 
 

@@ -37,7 +37,7 @@ def test_recoloured_copies_rename_their_colour_words(tmp_path):
     data = PixelData(red, torch.tensor([0]), ["potion"], ["a.png"], ["red potion"])
     more = recoloured(data, 2)
     assert len(more.images) == 3 and more.captions[0] == "red potion"
-    assert [c.split()[0] for c in more.captions[1:]] == [main_colours(x)[0] for x in more.images[1:]]
+    assert [c.split()[0] for c in more.captions[1:]] == [m[0] for m in main_colours(more.images[1:])]
     assert more.captions[1] == "green potion" and more.captions[2] == "blue potion"
     data.captions = ["my own words"]  # a caption not starting with its colours: no copies
     assert len(recoloured(data, 2).images) == 1

@@ -12,8 +12,8 @@ import generate
 import model
 from conftest import SMALL_DATA, spec_of, sprites_of
 from config import ROOT, preset
-from dataset import load_folder
-from palette import COLOUR_NAMES, main_colours, name_colours
+from dataset import PixelData, load_folder
+from palette import COLOUR_NAMES, extract, main_colours, name_colours, prompt_palette
 
 sys.path.insert(0, str(ROOT / "data"))
 import captions  # noqa: E402
@@ -41,9 +41,9 @@ def sprite(colours: dict, size=8) -> torch.Tensor:
 
 
 def test_main_colours_leave_out_outlines_and_minor_colours():
-    assert main_colours(sprite({(255, 0, 0): 20, (0, 0, 255): 12})) == ["red", "blue"]
-    assert main_colours(sprite({(255, 0, 0): 20, (0, 0, 255): 6})) == ["red"]  # under half
-    assert main_colours(sprite({})) == ["black"]  # nothing but the outline
+    sprites = torch.stack([sprite({(255, 0, 0): 20, (0, 0, 255): 12}), sprite({(255, 0, 0): 20, (0, 0, 255): 6}),
+                           sprite({})])
+    assert main_colours(sprites) == [["red", "blue"], ["red"], ["black"]]  # under half; only the outline
 
 
 def test_captions_from_tile_names_and_classes():
@@ -159,6 +159,19 @@ def test_prompt_model_trains_exports_and_loads_in_stock_diffusers(prompt_run):
     assert (prompt_run / "text.pt").is_file()
     grid = Image.open(prompt_run / "samples" / "step_0000002.png")  # the preview draws its captions
     assert grid.mode == "RGBA" and grid.size == (4 * (2 * 33 + 1),) * 2  # 2x2, 1px gaps, x4
+    m = model.load_model(prompt_run)
+    assert torch.equal(m.palette, prompt_palette(load_folder(str(SMALL_DATA), m.spec, log=lambda _: None)))
+
+
+def test_a_prompted_models_palette_holds_the_colours_a_prompt_may_name():
+    reds = torch.zeros(6, 4, 8, 8, dtype=torch.uint8)
+    reds[:, 3] = 255
+    reds[:, 0] = torch.arange(150, 250, 100 // 6)[:6, None, None]  # six shades of red, nothing else
+    data = PixelData(reds, torch.zeros(6, dtype=torch.long), ["potion"], ["a.png"] * 6, ["red potion"] * 6)
+    own, pal = extract(reds), prompt_palette(data)
+    assert torch.equal(pal[:len(own)], own)  # the data's own colours come first, each once
+    names = {COLOUR_NAMES[i] for i in name_colours(pal[len(own):]).tolist()}
+    assert names == {"green", "cyan", "purple"}  # the three turns of red, and no more reds
 
 
 def test_prompt_cli_rows_negative_empty_and_long(prompt_run, tmp_path, capsys):
