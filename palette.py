@@ -204,12 +204,12 @@ def recoloured(data, copies: int):
 
 
 def prompt_palette(data, copies: int = 3) -> torch.Tensor:
-    """The palette of a model asked by prompts: the data's own colours, and those of its recoloured
-    copies that lie farther from every one of them than its colours lie from each other (the median
-    nearest-neighbour distance in OKLab). A prompt may name a colour the data lacks ("a green sword");
-    snapped to the data's own colours alone, the green the model draws turns grey or brown. The
-    copies' own median cut instead would spend the colours the data has plenty of and lose its
-    yellows (RESULTS.md: *A twelfth session*)."""
+    """The palette of a model asked by prompts and trained without recoloured copies: the data's own
+    colours, and those of its recoloured copies that lie farther from every one of them than its
+    colours lie from each other (the median nearest-neighbour distance in OKLab). A prompt may name
+    a colour the data lacks ("a green sword"); snapped to the data's own colours alone, the green the
+    model draws turns grey or brown. The copies' own median cut instead would spend the colours the
+    data has plenty of and lose its yellows (RESULTS.md: *A twelfth session*)."""
     own, turned = extract(data.images), extract(recoloured(data, copies).images)
     lab = oklab(own)
     gap = torch.cdist(lab, lab).fill_diagonal_(float("inf")).min(1).values.median()
