@@ -13,7 +13,8 @@ import train
 from config import ROOT, preset
 from conftest import SMALL_DATA, smoke_argv
 from dataset import PixelData, load_folder, read_list
-from palette import hue_turned, main_colours, recoloured
+from model import load_model
+from palette import extract, hue_turned, load_palette, main_colours, recoloured
 
 sys.path.insert(0, str(ROOT / "data"))
 import doll_tiles  # noqa: E402
@@ -55,10 +56,14 @@ def test_a_run_never_sees_its_held_out_images(tmp_path, capsys):
     listed = sorted(SMALL_DATA.rglob("*.png"))[:5]
     (tmp_path / "held.txt").write_text("".join(f"{f}\n" for f in listed))
     assert train.main(smoke_argv(tmp_path, "h", "--max_steps=1", "--sample_every=0", "--num_samples=0",
-                                 f"--held_out={tmp_path / 'held.txt'}", "--recolour=1")) == 0
+                                 f"--held_out={tmp_path / 'held.txt'}", "--recolour=1",
+                                 "--condition=text", "--channels=4")) == 0
     out = capsys.readouterr().out
     total = len(list(SMALL_DATA.rglob("*.png")))
     assert f"{2 * (total - 5)} images" in out  # the rest, and one recoloured copy of each
+    kept = load_folder(str(SMALL_DATA), load_model(tmp_path / "h").spec, log=lambda _: None, exclude=listed)
+    # a prompt run with copies snaps to the cut of what it saw (without them: palette.prompt_palette)
+    assert torch.equal(load_palette(tmp_path / "h" / "palette.hex"), extract(recoloured(kept, 1).images))
     assert train.main(smoke_argv(tmp_path, "x", "--held_out=/no/such.txt")) == 2
     assert "held-out list /no/such.txt does not exist" in capsys.readouterr().err
 
