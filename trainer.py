@@ -329,8 +329,8 @@ def prepare_data(cfg: Config, folder: Path, acc, log) -> tuple:
     else:
         own = load_folder(run.data_dir, cfg.model, log=log, exclude=read_list(run.held_out))
         data = recoloured(own, run.recolour)
-        # Trained without the copies, a prompt model still draws the hues its prompts name: its
-        # palette needs them (RESULTS.md: *An eighteenth session*)
+        # Without the copies, a prompt model is still asked for hues its data lacks ("a green
+        # sword"); with them, their own cut scores better (RESULTS.md: *An eighteenth session*)
         prompted = cfg.model.condition == "text" and not run.recolour
         palette = prompt_palette(own) if prompted else extract(data.images)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=data.images.shape[-1]))
