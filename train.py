@@ -78,17 +78,20 @@ def setup(argv: list[str]) -> tuple[Config, Path, bool]:
 
 def from_init(cfg: Config, given: dict) -> Config:
     """A run that starts from a trained model (--init) takes that model's spec: the weights must fit.
-    The image size (the networks are convolutional) and how a prompt is split (the same tokens go in)
-    may change; other model options may not."""
+    The image size (the networks are convolutional), how a prompt is split (the same tokens go in)
+    and what the network predicts (the same outputs, relearnt: a v model carried on as a flow) may
+    change; other model options may not."""
     from model import load_model
     m = load_model(cfg.run.init)
-    free = {"image_size", "colours_apart"}
+    free = {"image_size", "colours_apart", "prediction_type"}
     fixed = sorted(set(given) & MODEL_KEYS - free)
     if fixed:
         raise UserError(f"a run from --init={cfg.run.init} keeps that model's options; drop "
-                        f"--{', --'.join(fixed)} (--image_size and --colours_apart may change)")
+                        f"--{', --'.join(fixed)} (--image_size, --colours_apart and --prediction_type "
+                        "may change)")
     spec = dataclasses.replace(m.spec, image_size=given.get("image_size", 0),
-                               colours_apart=given.get("colours_apart", m.spec.colours_apart))
+                               **{k: given.get(k, getattr(m.spec, k))
+                                  for k in ("colours_apart", "prediction_type")})
     cfg = dataclasses.replace(cfg, model=spec)
     config_mod.validate(cfg)
     print(f"init: {m.source} ({m.spec.condition} model, {m.spec.image_size}x{m.spec.image_size}"

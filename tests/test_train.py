@@ -179,7 +179,7 @@ def test_every_sampler_keeps_images_in_range(tiny_cfg, name):
 def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, cond_run, tmp_path, capsys):
     import train
     from conftest import SMALL_DATA
-    from model import load_model
+    from model import is_flow, load_model
     import torch
     base = [f"--data_dir={SMALL_DATA}", f"--out_dir={tmp_path}", "--max_steps=1", "--num_samples=0",
             "--lr=1e-12", "--ema_decay=1"]
@@ -201,6 +201,10 @@ def test_init_starts_from_a_trained_model_with_a_fresh_optimiser(prompt_run, con
     assert train.main([f"--init={prompt_run}", "--run_name=apart", "--colours_apart=true", *base]) == 0
     apart = load_model(tmp_path / "apart")  # the same weights, the prompt's colour words encoded apart
     assert apart.spec.colours_apart and apart.condition.colours_apart and not load_model(prompt_run).spec.colours_apart
+    assert train.main([f"--init={prompt_run}", "--run_name=flow", "--prediction_type=flow_prediction", *base]) == 0
+    flow = load_model(tmp_path / "flow")  # the same weights, carried on as a rectified-flow model
+    assert load_model(prompt_run).spec.prediction_type != "flow_prediction" and is_flow(flow.scheduler)
+    assert all(torch.allclose(before[k], v, atol=1e-6) for k, v in flow.net.state_dict().items())
     assert train.main([f"--init={cond_run}", "--run_name=z", "--colours_apart=true", *base]) == 2
     assert capsys.readouterr().err.count("colours_apart splits a prompt: it needs condition=text") == 1
     assert train.main([f"--init={cond_run}", "--run_name=z", "--short_captions=0.5", *base]) == 2
