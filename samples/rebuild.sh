@@ -8,6 +8,7 @@ python generate.py --model=$M --prompt_file=samples/prompts.txt --num_images=8 -
 python generate.py --model=$M --num_images=32 --out=samples/generated_images.png
 python generate.py --model=$M --prompt_file=samples/guide.txt --num_images=8 --out=samples/guide.png
 python generate.py --model=$M --prompt_file=samples/objects.txt --num_images=8 --out=samples/objects.png
+python generate.py --model=$M --prompt_file=samples/objects_captions.txt --num_images=8 --out=samples/objects_captions.png
 python evaluate.py --model=$M --held_out=data/heldout.txt --unseen_picture=samples/unseen.png --json=outputs/heldout.json
 python evaluate.py --model=$M --data_dir=data/dcss_items --captions --nearest=samples/nearest.png
 python generate.py --model=$M --init=data/dcss_items/potion/0735_potion_offset_1.png --prompt="a blue potion" --strength=0.3 --num_images=8 --out=samples/strength_0.3.png
