@@ -83,15 +83,13 @@ def from_init(cfg: Config, given: dict) -> Config:
     change; other model options may not."""
     from model import load_model
     m = load_model(cfg.run.init)
-    free = {"image_size", "colours_apart", "prediction_type"}
-    fixed = sorted(set(given) & MODEL_KEYS - free)
+    carried = ("colours_apart", "prediction_type")  # the model's own unless given
+    fixed = sorted(set(given) & MODEL_KEYS - {"image_size", *carried})
     if fixed:
         raise UserError(f"a run from --init={cfg.run.init} keeps that model's options; drop "
-                        f"--{', --'.join(fixed)} (--image_size, --colours_apart and --prediction_type "
-                        "may change)")
+                        f"--{', --'.join(fixed)} (--image_size, --{', --'.join(carried)} may change)")
     spec = dataclasses.replace(m.spec, image_size=given.get("image_size", 0),
-                               **{k: given.get(k, getattr(m.spec, k))
-                                  for k in ("colours_apart", "prediction_type")})
+                               **{k: given.get(k, getattr(m.spec, k)) for k in carried})
     cfg = dataclasses.replace(cfg, model=spec)
     config_mod.validate(cfg)
     print(f"init: {m.source} ({m.spec.condition} model, {m.spec.image_size}x{m.spec.image_size}"
